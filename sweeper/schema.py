@@ -1,0 +1,77 @@
+"""The database schema (SQLAlchemy 2.0 declarative). Only `sweeper.store` imports these classes.
+
+Bump `SCHEMA_VERSION` with every change to these tables and add an upgrade path in the store.
+Times are Unix seconds (float) so that SQLite and PostgreSQL store them alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+SCHEMA_VERSION = 1
+
+STATES = ("queued", "running", "completed", "failed")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MetaRow(Base):
+    """Key/value facts about the database itself, e.g. ``schema_version``."""
+
+    __tablename__ = "sweeper_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class StudyRow(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    task: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(16))
+    # The validated study (canonical JSON of `sweeper.spec.Study`), as last run.
+    config: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "key", name="uq_trials_study_key"),
+        Index("ix_trials_study_state", "study_id", "state", "id"),
+        Index("ix_trials_worker", "worker"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    # Trials with equal group keys may be trained together as one batched model.
+    group_key: Mapped[str] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The claim: who runs it, and until when its lease holds without a heartbeat.
+    worker: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    duration: Mapped[float | None] = mapped_column(Float)
+    # The study's metric, copied out of `metrics` so ranking needs no JSON parsing.
+    value: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[str | None] = mapped_column(Text)
+    curves: Mapped[str | None] = deferred(mapped_column(Text))
+    error: Mapped[str | None] = mapped_column(Text)
+    torch_version: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,69 @@
+"""A toy task: a noisy quadratic with optional sleeps and failures, for tests and benchmarks.
+
+It trains nothing, so the orchestrator (claim, record, resume) can be tested in milliseconds.
+If ``SWEEPER_TOY_LOG`` names a file, every finished execution appends ``<key> <pid>`` to it,
+so tests can prove that no trial ran twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sweeper.plan import canonical_json
+from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
+
+
+class ToyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = 0.0
+    y: float = 0.0
+    epochs: int = Field(3, ge=1)
+    sleep: float = Field(0.0, ge=0)  # seconds per epoch, to make trials last
+    fail: bool = False  # raise inside the trial, to test failures
+
+
+class ToyTask:
+    name: ClassVar[str] = "toy"
+    Params: ClassVar[type[BaseModel]] = ToyParams
+    supports_batching: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "final_epoch")
+
+    def group_key(self, params: Mapping[str, Any]) -> str:
+        return canonical_json({k: v for k, v in params.items() if k not in ("x", "y")})
+
+    def member_bytes(self, params: Mapping[str, Any]) -> int:
+        return 1024
+
+    def check_data(self, params: Mapping[str, Any], data_dir: Path) -> None:
+        return None
+
+    def run(self, trials: Sequence[TrialInput], ctx: RunContext) -> Iterator[TrialOutcome]:
+        for trial in trials:
+            p = ToyParams.model_validate(dict(trial.params))
+            noise = int(hashlib.sha256(f"toy:{trial.seed}".encode()).hexdigest()[:8], 16) / 2**32
+            target = (p.x - 1.0) ** 2 + (p.y + 2.0) ** 2 + 0.01 * noise
+            curve = []
+            for epoch in range(p.epochs):
+                if p.sleep:
+                    time.sleep(p.sleep)
+                ctx.heartbeat()
+                curve.append(target + 1.0 / (epoch + 1))
+                if p.fail and epoch == p.epochs - 1:
+                    raise RuntimeError(f"toy failure requested (x={p.x})")
+            log = os.environ.get("SWEEPER_TOY_LOG")
+            if log:
+                with open(log, "a", encoding="utf-8") as f:  # one short O_APPEND write
+                    f.write(f"{trial.key} {os.getpid()}\n")
+            yield TrialOutcome(
+                trial.trial_id,
+                metrics={"loss": curve[-1], "final_epoch": float(p.epochs)},
+                curves={"train_loss": curve},
+            )

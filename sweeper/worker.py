@@ -1,0 +1,160 @@
+"""A worker: claim trials from the database, train them with their task, record each result.
+
+`run_worker` is a module-level function taking only picklable values (a database URL, a study
+name, options), so joblib's loky and Dask can ship it to any process or host. Each result is
+written the moment the task yields it: a crash loses at most the trials in flight, and those are
+re-queued when their lease expires (or at once, by the next local run, if their process is gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeper.data import resolve_data_dir
+from sweeper.store import DEFAULT_LEASE_S, Store, WorkerId
+from sweeper.tasks import RunContext, Task, TrialInput, TrialOutcome, get_task
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs trials.
+
+    Attributes:
+        data_dir: resolved data directory passed to tasks.
+        threads: torch intra-op threads in this worker (1: processes, not threads, give
+            parallelism for small models).
+        batched: train each claimed group as one batched model (if the task supports it).
+        group_size: most trials claimed at once (1 for per-trial execution).
+        share: how many workers share the study, so that a group is split between them.
+        parent_pid: exit as soon as this process is gone (local workers of a killed run).
+        max_claims: stop after this many claims (None: until the study is finished).
+        poll_s: how often to look again while other workers still run the last trials.
+    """
+
+    data_dir: str | None  # None: resolved on the worker's host ($SWEEPER_DATA_DIR, cache)
+    threads: int = 1
+    device: str = "cpu"
+    batched: bool = False
+    group_size: int = 1
+    share: int = 1
+    lease_s: float = DEFAULT_LEASE_S
+    heartbeat_s: float = 5.0
+    parent_pid: int | None = None
+    max_claims: int | None = None
+    poll_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    worker: str
+    completed: int
+    failed: int
+    lost: int  # results not written because the trial was no longer ours (lease lost)
+
+
+def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerReport:
+    """Claim and run trials of `study_name` until none is queued; return what was done."""
+    import torch
+
+    torch.set_num_threads(options.threads)
+    me = WorkerId.here()
+    completed = failed = lost = 0
+    with Store(db_url) as store:
+        info = store.study(study_name)
+        task = get_task(info.study.task)
+        batched = options.batched and task.supports_batching
+        data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
+        ctx = RunContext(data_dir=data_dir, device=options.device, batched=batched)
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=_heartbeat,
+            args=(store, me, options, stop),
+            name="sweeper-heartbeat",
+            daemon=True,
+        )
+        beat.start()
+        claims = 0
+        try:
+            while options.max_claims is None or claims < options.max_claims:
+                trials = store.claim(
+                    info.id,
+                    me,
+                    limit=options.group_size if batched else 1,
+                    share=options.share,
+                    lease_s=options.lease_s,
+                )
+                if not trials:
+                    # Nothing queued. Stay while other workers still run trials: if one of
+                    # them dies, its trials come back to the queue when their lease expires,
+                    # and this worker finishes them. Leave once nothing is running.
+                    if store.counts(info.id)["running"] == 0:
+                        break
+                    time.sleep(options.poll_s)
+                    continue
+                claims += 1
+                for out in _outcomes(task, trials, ctx, store, me):
+                    written = store.record(me, [out], info.study.metric, torch.__version__)
+                    if written == 0:
+                        lost += 1
+                    elif out.error is None:
+                        completed += 1
+                    else:
+                        failed += 1
+        finally:
+            stop.set()
+            beat.join()
+    return WorkerReport(me.token, completed, failed, lost)
+
+
+def _outcomes(
+    task: Task, trials: list[TrialInput], ctx: RunContext, store: Store, me: WorkerId
+) -> Iterator[TrialOutcome]:
+    """The task's outcomes, one per trial; a crash fails the unfinished trials, not the worker.
+
+    On Ctrl-C (KeyboardInterrupt) the unfinished trials go back to the queue instead.
+    """
+    pending = {t.trial_id for t in trials}
+    try:
+        for out in task.run(trials, ctx):
+            if out.trial_id in pending:
+                pending.discard(out.trial_id)
+                yield out
+    except (KeyboardInterrupt, SystemExit):
+        store.release(me, sorted(pending))
+        raise
+    except Exception as exc:  # noqa: BLE001 - any task error fails its trials
+        text = _error_text(exc)
+        for trial_id in sorted(pending):
+            yield TrialOutcome(trial_id, error=text)
+        return
+    for trial_id in sorted(pending):
+        yield TrialOutcome(trial_id, error="the task returned no result for this trial")
+
+
+def _error_text(exc: BaseException) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    frames = traceback.format_tb(exc.__traceback__)[-3:]
+    return "".join(lines).strip() + "\n" + "".join(frames)
+
+
+def _heartbeat(store: Store, me: WorkerId, options: WorkerOptions, stop: threading.Event) -> None:
+    """Renew this worker's leases; end the process if the run that started it is gone."""
+    ticks = 0
+    while not stop.wait(1.0):
+        if options.parent_pid is not None and os.getppid() != options.parent_pid:
+            # The launching `sweeper run` was killed: stop too, rather than train on unseen.
+            # Our running trials are re-queued by the next run (this pid will be gone).
+            os._exit(3)
+        ticks += 1
+        if ticks >= options.heartbeat_s:
+            ticks = 0
+            # A missed beat is retried at the next tick; the lease has slack for it.
+            with contextlib.suppress(Exception):
+                store.heartbeat(me, options.lease_s)

@@ -1,0 +1,79 @@
+"""Shared fixtures: temporary databases (SQLite, and PostgreSQL where a server answers),
+the data directory, and a helper to write study files."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
+
+@pytest.fixture(autouse=True)
+def _no_results_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never touch the repository's results.db: run them in a temporary directory."""
+    monkeypatch.delenv("SWEEPER_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The shared data directory (../shared/data beside the repository, or $SWEEPER_DATA_DIR)."""
+    candidates = [os.environ.get("SWEEPER_DATA_DIR"), str(REPO.parent / "shared" / "data")]
+    for c in candidates:
+        if c and (Path(c) / "obesity").is_dir():
+            return Path(c)
+    pytest.skip("obesity dataset not found: set SWEEPER_DATA_DIR or place ../shared/data")
+
+
+def _pg_available() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=2).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip
+        return f"no PostgreSQL server answers at 127.0.0.1:5432 ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; skipped where no server answers."""
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"sweeper_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Every store test runs on SQLite and on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+def write_study(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
