@@ -1,0 +1,228 @@
+"""The batched trainer is the per-trial trainer computed in another order.
+
+In float64 a member must reproduce its per-trial run to 1e-8 relative (final MSEs and every
+epoch's train loss); in float32, the seed-means of grid cells agree within the seeds' spread.
+The batched optimizers are also checked step by step against torch.optim.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweeper.batched import BatchedOptimizer, StackedMLP, sam_ascent
+from sweeper.tasks.obesity import ObesityParams, TrainResult, build_model, load_split, train_one
+from sweeper.tasks.obesity_batched import train_group
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize(("wd", "rho"), [(0.0, 0.0), (1e-3, 0.0), (0.0, 0.05), (1e-2, 0.1)])
+def test_float64_members_match_per_trial_runs(
+    data_dir: Path, optimizer: str, wd: float, rho: float
+) -> None:
+    lrs = [3e-3, 2e-2] if optimizer == "sgd" else [1e-3, 2e-2]
+    base = {"optimizer": optimizer, "weight_decay": wd, "sam_rho": rho, "dtype": "float64"}
+    members = [
+        (ObesityParams(**base, lr=lr, epochs=6, sam_epochs=3), seed)
+        for lr in lrs
+        for seed in (0, 1)
+    ]
+    data = load_split(members[0][0], data_dir)
+    batched = train_group(members, data)
+    for (params, seed), got in zip(members, batched, strict=True):
+        assert isinstance(got, TrainResult), got
+        want = train_one(params, seed, data)
+        for name in ("test_mse", "train_mse"):
+            assert _rel(got.metrics[name], want.metrics[name]) < 1e-8, (name, params, seed)
+        assert len(got.curves["train_loss"]) == len(want.curves["train_loss"])
+        for a, b in zip(got.curves["train_loss"], want.curves["train_loss"], strict=True):
+            assert _rel(a, b) < 1e-8
+
+
+def test_float64_cosine_schedule_and_validation_curve_match(data_dir: Path) -> None:
+    common = {"optimizer": "adam", "schedule": "cosine", "cosine_t_max": 3, "epochs": 5}
+    members = [
+        (ObesityParams(**common, lr=lr, val_fraction=0.15, dtype="float64"), 0)
+        for lr in (1e-3, 5e-3)
+    ]
+    data = load_split(members[0][0], data_dir)
+    for (params, seed), got in zip(members, train_group(members, data), strict=True):
+        assert isinstance(got, TrainResult)
+        want = train_one(params, seed, data)
+        for name in ("test_mse", "val_mse"):
+            assert _rel(got.metrics[name], want.metrics[name]) < 1e-8
+        for a, b in zip(got.curves["val_mse"], want.curves["val_mse"], strict=True):
+            assert _rel(a, b) < 1e-8
+
+
+def test_float32_cell_means_agree_within_the_seed_spread(data_dir: Path) -> None:
+    seeds = range(4)
+    cells = [("adam", 3e-3, 0.0, 0.0), ("sgd", 2e-2, 1e-3, 0.0), ("adam", 1e-3, 0.0, 0.05)]
+    for optimizer, lr, wd, rho in cells:
+        members = [
+            (
+                ObesityParams(
+                    optimizer=optimizer,
+                    lr=lr,
+                    weight_decay=wd,
+                    sam_rho=rho,
+                    epochs=30,
+                    sam_epochs=15,
+                ),
+                seed,
+            )
+            for seed in seeds
+        ]
+        data = load_split(members[0][0], data_dir)
+        batched = [r.metrics["test_mse"] for r in train_group(members, data)]  # type: ignore[union-attr]
+        single = [train_one(p, s, data).metrics["test_mse"] for p, s in members]
+        mean_b, mean_s = sum(batched) / len(seeds), sum(single) / len(seeds)
+        spread = math.sqrt(sum((v - mean_s) ** 2 for v in single) / (len(seeds) - 1))
+        assert abs(mean_b - mean_s) <= max(spread, 1e-3), (optimizer, lr, batched, single)
+
+
+def test_both_executors_store_the_same_float64_results(data_dir: Path, tmp_path: Path) -> None:
+    from sweeper.executors import launch_local
+    from sweeper.plan import grid
+    from sweeper.spec import parse_study
+    from sweeper.store import Store
+    from sweeper.tasks import get_task
+    from sweeper.worker import WorkerOptions
+
+    study = parse_study(
+        {
+            "name": "eq",
+            "task": "obesity",
+            "metric": "test_mse",
+            "seeds": 2,
+            "fixed": {"epochs": 3, "sam_epochs": 2, "dtype": "float64"},
+            "space": {"optimizer": ["sgd", "adam"], "lr": [3e-3, 2e-2], "sam_rho": [0.0, 0.05]},
+        },
+        "eq",
+    )
+    results = []
+    for batched in (False, True):
+        url = f"sqlite:///{tmp_path / f'{batched}.db'}"
+        with Store(url, create=True) as store:
+            sid = store.save_study(study, grid(study, get_task("obesity").group_key)).study_id
+        options = WorkerOptions(str(data_dir), batched=batched, group_size=8 if batched else 1)
+        launch_local(url, "eq", 1, options)
+        with Store(url) as store:
+            frame = store.frame(sid).set_index("key")
+        assert (frame["state"] == "completed").all()
+        results.append(frame)
+    trial, batched_frame = results
+    assert batched_frame["started_at"].nunique() == 4  # four groups of 4 members, one claim each
+    for key, row in trial.iterrows():
+        assert _rel(batched_frame.loc[key, "test_mse"], row["test_mse"]) < 1e-8
+
+
+def test_a_diverging_member_fails_alone(data_dir: Path) -> None:
+    members = [(ObesityParams(optimizer="sgd", lr=lr, epochs=3), 0) for lr in (1e-3, 1e-3)]
+    data = load_split(members[0][0], data_dir)
+    clean = train_group(members[:1], data)[0]
+    # Poison member 1's input rows only: its loss becomes NaN, member 0 must not notice.
+    poisoned = type(data)(**{**data.__dict__})
+    results = _train_with_poisoned_member(members, poisoned)
+    assert isinstance(results[0], TrainResult) and isinstance(clean, TrainResult)
+    assert results[0].metrics == clean.metrics
+    assert results[1] == "diverged: train loss became nan at epoch 1"
+
+
+def _train_with_poisoned_member(members, data):  # type: ignore[no-untyped-def]
+    import sweeper.tasks.obesity_batched as ob
+
+    original = ob.build_model
+
+    def build(seed: int, dtype: str = "float32") -> torch.nn.Module:
+        model = original(seed, dtype)
+        build.calls += 1  # type: ignore[attr-defined]
+        if build.calls == 2:  # type: ignore[attr-defined]
+            with torch.no_grad():
+                model[0].weight[0, 0] = float("nan")
+        return model
+
+    build.calls = 0  # type: ignore[attr-defined]
+    ob.build_model = build
+    try:
+        return train_group(members, data)
+    finally:
+        ob.build_model = original
+
+
+def _random_net(members: int, dtype: torch.dtype) -> tuple[StackedMLP, list[torch.nn.Module]]:
+    models = [build_model(seed, "float64").to(dtype) for seed in range(members)]
+    layers = [
+        [(m.weight.detach(), m.bias.detach()) for m in model if isinstance(m, torch.nn.Linear)]
+        for model in models
+    ]
+    return StackedMLP(layers, 7.0), models
+
+
+def test_hand_written_backward_matches_autograd() -> None:
+    net, models = _random_net(3, torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 32, 16, generator=gen, dtype=torch.float64) * 3
+    y = torch.rand(3, 32, 1, generator=gen, dtype=torch.float64) * 7
+    loss = net.loss_and_grad(x, y)
+    for i, model in enumerate(models):
+        model.zero_grad()
+        ref = torch.nn.functional.mse_loss(model(x[i]), y[i])
+        ref.backward()
+        assert torch.allclose(loss[i], ref, rtol=1e-12)
+        # The stacked layout keeps each weight transposed ([in, out]), then its bias.
+        grads = torch.cat(
+            [
+                g
+                for m in model
+                if isinstance(m, torch.nn.Linear)
+                for g in (m.weight.grad.t().flatten(), m.bias.grad)
+            ]
+        )
+        assert torch.allclose(net.grad[i], grads, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "sgd-momentum"])
+def test_batched_optimizers_match_torch_optim(name: str) -> None:
+    gen = torch.Generator().manual_seed(1)
+    flat = torch.randn(2, 10, generator=gen, dtype=torch.float64)
+    lr = torch.tensor([[1e-2], [3e-3]], dtype=torch.float64)
+    wd = torch.tensor([[0.0], [1e-2]], dtype=torch.float64)
+    mom = torch.tensor([[0.9], [0.5]], dtype=torch.float64) if name == "sgd-momentum" else None
+    opt = BatchedOptimizer(name.split("-")[0], flat, lr, wd, mom)
+    refs = []
+    for i in range(2):
+        p = torch.nn.Parameter(flat[i].clone())
+        if name == "adam":
+            ref_opt: torch.optim.Optimizer = torch.optim.Adam(
+                [p], lr=float(lr[i]), weight_decay=float(wd[i])
+            )
+        else:
+            ref_opt = torch.optim.SGD(
+                [p],
+                lr=float(lr[i]),
+                weight_decay=float(wd[i]),
+                momentum=float(mom[i]) if mom is not None else 0.0,
+            )
+        refs.append((p, ref_opt))
+    for _ in range(5):
+        grad = torch.randn(2, 10, generator=gen, dtype=torch.float64)
+        opt.step(grad)
+        for i, (p, ref_opt) in enumerate(refs):
+            p.grad = grad[i].clone()
+            ref_opt.step()
+            assert torch.allclose(flat[i], p.detach(), rtol=1e-13, atol=1e-15)
+
+
+def test_sam_ascent_uses_one_norm_per_member() -> None:
+    grad = torch.tensor([[3.0, 4.0], [0.0, 0.0]], dtype=torch.float64)
+    e = sam_ascent(grad, torch.tensor([[0.5], [0.5]], dtype=torch.float64))
+    assert torch.allclose(e[0], torch.tensor([0.3, 0.4], dtype=torch.float64))
+    assert torch.equal(e[1], torch.zeros(2, dtype=torch.float64))  # zero gradient: no move
