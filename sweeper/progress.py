@@ -36,8 +36,12 @@ class StudyProgress:
         console: Console,
         enabled: bool = True,
         interval: float = 0.5,
+        planned: int | None = None,
     ) -> None:
+        """`planned`: the trials the study will hold when done, when more than are stored yet
+        (a searched study enqueues its configurations as it goes)."""
         self.store, self.study_id = store, study_id
+        self.planned = planned
         self.metric, self.direction = metric, direction
         self.interval = interval
         self.enabled = enabled
@@ -60,11 +64,10 @@ class StudyProgress:
 
     def __enter__(self) -> StudyProgress:
         counts = self.store.counts(self.study_id)
-        total = sum(counts.values())
-        done = counts["completed"] + counts["failed"]
+        done = counts["completed"] + counts["failed"] + counts["pruned"]
         self._task = self.progress.add_task(
             "trials",
-            total=total,
+            total=self._total(counts),
             completed=done,
             failed=counts["failed"],
             running=counts["running"],
@@ -102,12 +105,15 @@ class StudyProgress:
         counts = self.store.counts(self.study_id)
         self.progress.update(
             self._task,
-            total=sum(counts.values()),
-            completed=counts["completed"] + counts["failed"],
+            total=self._total(counts),
+            completed=counts["completed"] + counts["failed"] + counts["pruned"],
             failed=counts["failed"],
             running=counts["running"],
             best=self._best(),
         )
+
+    def _total(self, counts: dict[str, int]) -> int:
+        return max(sum(counts.values()), self.planned or 0)
 
     def _best(self) -> str:
         value = self.store.best_value(self.study_id, self.direction)

@@ -1,6 +1,8 @@
 """The database schema (SQLAlchemy 2.0 declarative). Only `sweeper.store` imports these classes.
 
 Bump `SCHEMA_VERSION` with every change to these tables and add an upgrade path in the store.
+A new table that older versions can ignore (``proposals``) is no change: the store creates
+missing tables whenever it opens a database for writing.
 Times are Unix seconds (float) so that SQLite and PostgreSQL store them alike.
 """
 
@@ -11,7 +13,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
 SCHEMA_VERSION = 1
 
-STATES = ("queued", "running", "completed", "failed")
+#: "pruned": stopped early by a searched study's pruner (its curves end at that epoch).
+STATES = ("queued", "running", "completed", "failed", "pruned")
 
 
 class Base(DeclarativeBase):
@@ -75,3 +78,25 @@ class TrialRow(Base):
     curves: Mapped[str | None] = deferred(mapped_column(Text))
     error: Mapped[str | None] = mapped_column(Text)
     torch_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class ProposalRow(Base):
+    """A configuration a searched study's sampler proposed; its trials run it once per seed.
+
+    The trials of a proposal are the study's trials whose ``params`` text equals the proposal's
+    (the trial key hashes the same parameters with each seed). Its state and value are never
+    stored here: they are derived from those trials, the single source of truth.
+    """
+
+    __tablename__ = "proposals"
+    __table_args__ = (UniqueConstraint("study_id", "number", name="uq_proposals_study_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    #: 0, 1, 2, ... in the order proposed.
+    number: Mapped[int] = mapped_column(Integer)
+    #: canonical JSON of the full task parameters (as the trials store them).
+    params: Mapped[str] = mapped_column(Text)
+    #: the sampler's own values, before mapping (a value below a floor is stored, not 0).
+    raw: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)

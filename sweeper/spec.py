@@ -22,8 +22,27 @@ from sweeper.tasks import get_task
 
 __all__ = ["Study", "conflicting_keys", "load_study", "parse_study"]
 
-KINDS = ("grid",)  # "random" and "tpe" (Optuna) are planned; `kind` is already part of the file.
+#: grid lists every configuration; the others let an Optuna sampler propose `budget` of them.
+KINDS = ("grid", "tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
+PRUNERS = ("median", "halving")
+AGGREGATES = ("mean", "median")
+#: top-level keys that only a searched study may set.
+SEARCH_KEYS = ("budget", "sampler_seed", "pruner", "aggregate", "ask")
+
+
+class DistributionTable(BaseModel):
+    """A distribution in ``[space]`` of a searched study, e.g. ``{ low = 1e-5, high = 0.1,
+    log = true }``. With `floor`, a drawn value below it becomes 0 (an explicit "off" option
+    for weight decay or SAM). Integer parameters draw integers; a list means a categorical."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    low: int | float
+    high: int | float
+    log: bool = False
+    step: int | float | None = Field(default=None, gt=0)
+    floor: int | float | None = None
 
 
 class StudyFile(BaseModel):
@@ -33,13 +52,20 @@ class StudyFile(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     task: str
-    kind: Literal["grid"] = "grid"
+    kind: Literal["grid", "tpe", "random"] = "grid"
     metric: str
     direction: Literal["minimize", "maximize"] = "minimize"
     description: str = ""
     seeds: Any = 1  # a count, or a list of seeds; checked by `_check_seeds`
     fixed: dict[str, Any] = Field(default_factory=dict)
-    space: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+    # A list of values (grid axis, or categorical), or a distribution table (searched studies);
+    # checked entry by entry in `_check_params`.
+    space: dict[str, Any] = Field(default_factory=dict)
+    budget: int | None = Field(default=None, ge=1)
+    sampler_seed: int = Field(default=0, ge=0)
+    pruner: Literal["median", "halving"] | None = None
+    aggregate: Literal["mean", "median"] = "mean"
+    ask: int = Field(default=1, ge=1)
 
 
 def load_study(path: str | Path) -> Study:
@@ -85,8 +111,9 @@ def parse_study(raw: Mapping[str, Any], label: str) -> Study:
 
     fixed: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
+    search: dict[str, dict[str, Any]] = {}
     if params_model is not None:
-        fixed, axes = _check_params(raw, params_model, label, problems)
+        fixed, axes, search = _check_params(raw, params_model, label, problems)
         metric = raw.get("metric")
         if isinstance(metric, str) and metric not in metrics:
             problems.append(
@@ -95,10 +122,17 @@ def parse_study(raw: Mapping[str, Any], label: str) -> Study:
             )
 
     seeds = _check_seeds(raw.get("seeds", 1), label, problems)
+    _check_search(raw, label, problems)
+    if raw.get("pruner") is not None and isinstance(task_name, str) and params_model is not None:
+        problem = _pruning_problem(task_name, fixed)
+        if problem:
+            problems.append(f"{label}: pruner: {problem}")
     if problems or top is None:
         raise StudyFileError(problems)
     defaults = params_model().model_dump() if params_model is not None else {}
-    resolved = {k: v for k, v in {**defaults, **fixed}.items() if k not in axes}
+    resolved = {
+        k: v for k, v in {**defaults, **fixed}.items() if k not in axes and k not in search
+    }
     return Study(
         name=top.name,
         task=top.task,
@@ -109,20 +143,59 @@ def parse_study(raw: Mapping[str, Any], label: str) -> Study:
         fixed=resolved,
         axes=axes,
         seeds=seeds,
+        search=search,
+        budget=top.budget,
+        sampler_seed=top.sampler_seed,
+        pruner=top.pruner,
+        aggregate=top.aggregate,
+        ask=top.ask,
         source=label,
     )
 
 
+def _check_search(raw: Mapping[str, Any], label: str, problems: list[str]) -> None:
+    """Rules spanning keys: a searched study has a budget; a grid has none of the search keys."""
+    kind = raw.get("kind", "grid")
+    if kind not in KINDS:
+        return  # reported by the structural check
+    if kind == "grid":
+        for key in SEARCH_KEYS:
+            if key in raw:
+                problems.append(
+                    f"{label}: {key}: only for searched studies (kind = \"tpe\" or \"random\")"
+                )
+    elif "budget" not in raw:
+        problems.append(
+            f"{label}: budget: required with kind = {kind!r} (how many configurations to try)"
+        )
+
+
+def _pruning_problem(task_name: str, fixed: Mapping[str, Any]) -> str | None:
+    """Why the task cannot prune with these fixed parameters (None: it can)."""
+    task = get_task(task_name)
+    check = getattr(task, "pruning_problem", None)
+    if check is None:
+        return f"task {task_name!r} reports no per-epoch validation value to prune on"
+    problem: str | None = check(fixed)
+    return problem
+
+
 def _check_params(
     raw: Mapping[str, Any], model: type[BaseModel], label: str, problems: list[str]
-) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Validate `[fixed]` and `[space]` values field by field against the task's model."""
+) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    """Validate `[fixed]` and `[space]` values field by field against the task's model.
+
+    Returns the fixed values, the grid axes (lists of a grid study) and the distributions of a
+    searched study (its lists become categoricals).
+    """
     fields = model.model_fields
     valid = ", ".join(fields)
+    searched = raw.get("kind", "grid") in KINDS[1:]
     fixed_raw = raw.get("fixed", {})
     space_raw = raw.get("space", {})
     fixed: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
+    search: dict[str, dict[str, Any]] = {}
     if isinstance(fixed_raw, dict):
         for key, value in fixed_raw.items():
             if key not in fields:
@@ -138,8 +211,27 @@ def _check_params(
                 continue
             if key in fixed_raw:
                 problems.append(f"{label}: space.{key}: also set in [fixed]; keep one of them")
-            if not isinstance(values, list) or not values:
-                continue  # reported by the structural check
+            if isinstance(values, dict):
+                if not searched:
+                    problems.append(
+                        f"{label}: space.{key}: a distribution needs kind = \"tpe\" or "
+                        "\"random\"; a grid lists its values"
+                    )
+                    continue
+                dist = _check_distribution(model, key, values, label, problems)
+                if dist is not None:
+                    search[key] = dist
+                continue
+            if not isinstance(values, list):
+                problems.append(
+                    f"{label}: space.{key}: must be a list of values"
+                    + (" or a distribution table" if searched else "")
+                    + f" (got {_show(values)})"
+                )
+                continue
+            if not values:
+                problems.append(f"{label}: space.{key}: must not be empty (got [])")
+                continue
             normals: list[Any] = []
             for i, value in enumerate(values):
                 ok, normal = _check_value(model, key, value, f"space.{key}[{i}]", label, problems)
@@ -149,8 +241,55 @@ def _check_params(
                             f"{label}: space.{key}[{i}]: duplicate value (got {_show(value)})"
                         )
                     normals.append(normal)
-            axes[key] = normals
-    return fixed, axes
+            if searched:
+                search[key] = {"type": "categorical", "choices": normals}
+            else:
+                axes[key] = normals
+    return fixed, axes, search
+
+
+def _check_distribution(
+    model: type[BaseModel], key: str, raw: dict[str, Any], label: str, problems: list[str]
+) -> dict[str, Any] | None:
+    """A normalised distribution (see `sweeper.search`) from a ``[space]`` table, or None."""
+    path = f"space.{key}"
+    try:
+        table = DistributionTable.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(f"{label}: {path}.{_describe(err)}" for err in exc.errors())
+        return None
+    before = len(problems)
+    ok_low, low = _check_value(model, key, table.low, f"{path}.low", label, problems)
+    ok_high, high = _check_value(model, key, table.high, f"{path}.high", label, problems)
+    if not (ok_low and ok_high):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        problems.append(f"{label}: {path}: a range needs a numeric parameter; list the choices")
+        return None
+    kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
+    if high <= low:
+        problems.append(f"{label}: {path}.high: must be > low ({_show(low)}) (got {_show(high)})")
+    if table.log and low <= 0:
+        problems.append(f"{label}: {path}.low: must be > 0 with log = true (got {_show(low)})")
+    if table.log and table.step is not None:
+        problems.append(f"{label}: {path}.step: cannot be combined with log = true")
+    if kind == "int" and table.step is not None and not isinstance(table.step, int):
+        problems.append(f"{label}: {path}.step: must be an integer (got {_show(table.step)})")
+    floor = table.floor
+    if floor is not None:
+        if not low < floor < high:
+            problems.append(
+                f"{label}: {path}.floor: must lie between low and high (got {_show(floor)})"
+            )
+        _check_value(model, key, 0 if kind == "int" else 0.0, f"{path}.floor", label, problems)
+    if len(problems) > before:
+        return None
+    dist: dict[str, Any] = {"type": kind, "low": low, "high": high, "log": table.log}
+    if table.step is not None:
+        dist["step"] = table.step
+    if floor is not None:
+        dist["floor"] = float(floor) if kind == "float" else floor
+    return dist
 
 
 def _check_seeds(value: Any, label: str, problems: list[str]) -> tuple[int, ...]:

@@ -18,8 +18,16 @@ class Study:
     Attributes:
         fixed: every task parameter that is not a sweep axis, resolved: the task's defaults
             overridden by the file's ``[fixed]`` table. Part of every trial's identity.
-        axes: the sweep axes in file order, values normalised by the task's parameter model.
+        axes: the sweep axes in file order, values normalised by the task's parameter model
+            (grids only; a searched study has none).
         seeds: replicate seeds; every configuration runs once per seed.
+        search: a searched study's distributions in file order, name -> a table such as
+            ``{"type": "float", "low": 1e-5, "high": 0.1, "log": True}`` (see `sweeper.search`).
+        budget: how many configurations a searched study proposes (each runs every seed).
+        sampler_seed: seeds the sampler, so one worker's sequence of proposals is reproducible.
+        pruner: "median", "halving" or None (no pruning).
+        aggregate: how a configuration's seeds are combined into the value the sampler sees.
+        ask: most configurations proposed at once by one worker (a batch of asks).
     """
 
     name: str
@@ -31,11 +39,22 @@ class Study:
     fixed: dict[str, Any]
     axes: dict[str, list[Any]]
     seeds: tuple[int, ...]
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: int | None = None
+    sampler_seed: int = 0
+    pruner: str | None = None
+    aggregate: str = "mean"
+    ask: int = 1
     source: str | None = field(default=None, compare=False)
+
+    @property
+    def searched(self) -> bool:
+        """Whether a sampler proposes the configurations (rather than a grid listing them)."""
+        return self.kind != "grid"
 
     def to_json(self) -> str:
         """Canonical JSON of the study (the `source` path is not part of it)."""
-        body = {
+        body: dict[str, Any] = {
             "name": self.name,
             "task": self.task,
             "kind": self.kind,
@@ -47,6 +66,15 @@ class Study:
             "axes": [[name, values] for name, values in self.axes.items()],
             "seeds": list(self.seeds),
         }
+        if self.searched:
+            body.update(
+                search=[[name, dist] for name, dist in self.search.items()],
+                budget=self.budget,
+                sampler_seed=self.sampler_seed,
+                pruner=self.pruner,
+                aggregate=self.aggregate,
+                ask=self.ask,
+            )
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -54,6 +82,8 @@ class Study:
         body = json.loads(text)
         body["seeds"] = tuple(body["seeds"])
         body["axes"] = {name: values for name, values in body["axes"]}
+        if "search" in body:
+            body["search"] = {name: dist for name, dist in body["search"]}
         return cls(**body, source=source)
 
 
@@ -68,7 +98,15 @@ def conflicting_keys(old: Study, new: Study) -> list[str]:
     changed: set[str] = set()
     if old.task != new.task:
         changed.add("task")
+    if old.searched or new.searched:
+        # A search's history only means something under the sampler that made it. The budget
+        # may grow and seeds may be added (every configuration then runs the new seeds too).
+        for key in ("kind", "search", "sampler_seed", "aggregate", "pruner", "metric"):
+            if getattr(old, key) != getattr(new, key):
+                changed.add(key)
     for key in set(old.fixed) | set(new.fixed) | set(old.axes) | set(new.axes):
+        if key in old.search or key in new.search:
+            continue  # compared as a whole above
         old_vals = [old.fixed[key]] if key in old.fixed else old.axes.get(key)
         new_vals = [new.fixed[key]] if key in new.fixed else new.axes.get(key)
         if old_vals is None or new_vals is None:

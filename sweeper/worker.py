@@ -13,12 +13,14 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sweeper.data import resolve_data_dir
+from sweeper.plan import canonical_json
 from sweeper.store import DEFAULT_LEASE_S, Store, WorkerId
+from sweeper.study import Study
 from sweeper.tasks import RunContext, Task, TrialInput, TrialOutcome, get_task
 
 
@@ -57,6 +59,7 @@ class WorkerReport:
     completed: int
     failed: int
     lost: int  # results not written because the trial was no longer ours (lease lost)
+    pruned: int = 0
 
 
 def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerReport:
@@ -65,13 +68,19 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
 
     torch.set_num_threads(options.threads)
     me = WorkerId.here()
-    completed = failed = lost = 0
+    completed = failed = lost = pruned = 0
     with Store(db_url) as store:
         info = store.study(study_name)
         task = get_task(info.study.task)
         batched = options.batched and task.supports_batching
         data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
-        ctx = RunContext(data_dir=data_dir, device=options.device, batched=batched)
+        search = _Search(store, info.id, info.study, task) if info.study.searched else None
+        ctx = RunContext(
+            data_dir=data_dir,
+            device=options.device,
+            batched=batched,
+            should_prune=search.should_prune if search else RunContext.should_prune,
+        )
         stop = threading.Event()
         beat = threading.Thread(
             target=_heartbeat,
@@ -90,6 +99,8 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
                     share=options.share,
                     lease_s=options.lease_s,
                 )
+                if not trials and search is not None and search.ask():
+                    continue  # the sampler proposed more configurations
                 if not trials:
                     # Nothing queued. Stay while other workers still run trials: if one of
                     # them dies, its trials come back to the queue when their lease expires,
@@ -99,18 +110,84 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
                     time.sleep(options.poll_s)
                     continue
                 claims += 1
+                if search is not None:
+                    search.watch(trials)
                 for out in _outcomes(task, trials, ctx, store, me):
                     written = store.record(me, [out], info.study.metric, torch.__version__)
                     if written == 0:
                         lost += 1
-                    elif out.error is None:
-                        completed += 1
-                    else:
+                    elif out.error is not None:
                         failed += 1
+                    elif out.pruned:
+                        pruned += 1
+                        if search is not None:
+                            search.pruned(out.trial_id)
+                    else:
+                        completed += 1
         finally:
             stop.set()
             beat.join()
-    return WorkerReport(me.token, completed, failed, lost)
+    return WorkerReport(me.token, completed, failed, lost, pruned)
+
+
+class _Search:
+    """A worker's side of a searched study: asking for configurations, and pruning.
+
+    Every ask and every claimed trial's pruning history is read from the database at that
+    moment (`sweeper.search`); nothing here outlives the worker.
+    """
+
+    def __init__(self, store: Store, study_id: int, study: Study, task: Task) -> None:
+        self.store, self.study_id, self.study, self.task = store, study_id, study, task
+        # The validation curve is read only when a pruner needs it (curves are large).
+        self.curve: str | None = getattr(task, "validation_curve", None) if study.pruner else None
+        self.checks: dict[int, Callable[[int, float], bool]] = {}
+        self.params: dict[int, str] = {}
+
+    def ask(self) -> int:
+        """Propose up to `study.ask` configurations (never past the budget); how many were."""
+        from sweeper import search
+
+        study = self.study
+
+        def propose(
+            proposals: list[search.Proposal], trials: list[search.TrialResult]
+        ) -> list[search.NewProposal]:
+            history = search.summarize(study, proposals, trials)
+            return search.propose(study, history, study.ask, self.task.group_key)
+
+        return self.store.extend_search(
+            self.study_id, study.budget or 0, study.ask, propose, self.curve
+        )
+
+    def watch(self, trials: list[TrialInput]) -> None:
+        """Set up a pruning check for each claimed trial, against the history as it is now."""
+        self.checks.clear()
+        self.params = {t.trial_id: canonical_json(dict(t.params)) for t in trials}
+        if self.study.pruner is None:
+            return
+        from sweeper import search
+
+        proposals = self.store.proposals(self.study_id)
+        history = search.summarize(
+            self.study, proposals, self.store.search_trials(self.study_id, self.curve)
+        )
+        raw_of = {canonical_json(p.params): p.raw for p in proposals}
+        for t in trials:
+            raw = raw_of.get(self.params[t.trial_id])
+            if raw is not None:
+                done = [c for c in history if c.state != search.RUNNING]
+                self.checks[t.trial_id] = search.PruneCheck(self.study, done, raw)
+
+    def should_prune(self, trial_id: int, epoch: int, value: float) -> bool:
+        check = self.checks.get(trial_id)
+        return check is not None and check(epoch, value)
+
+    def pruned(self, trial_id: int) -> None:
+        """A seed was pruned: its configuration is, so its queued seeds need not run."""
+        params = self.params.get(trial_id)
+        if params is not None:
+            self.store.prune_queued(self.study_id, params)
 
 
 def _outcomes(

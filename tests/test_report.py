@@ -362,8 +362,20 @@ def test_best_configs_without_completed_trials(trials: pd.DataFrame) -> None:
 
 
 def test_status_counts(trials: pd.DataFrame) -> None:
-    assert status_counts(trials) == {"queued": 1, "running": 1, "completed": 42, "failed": 4}
-    assert status_counts(pd.DataFrame()) == {"queued": 0, "running": 0, "completed": 0, "failed": 0}
+    assert status_counts(trials) == {
+        "queued": 1,
+        "running": 1,
+        "completed": 42,
+        "failed": 4,
+        "pruned": 0,
+    }
+    assert status_counts(pd.DataFrame()) == {
+        "queued": 0,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "pruned": 0,
+    }
 
 
 # --- render --------------------------------------------------------------------------------

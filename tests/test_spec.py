@@ -8,6 +8,7 @@ import pytest
 
 from sweeper.errors import StudyFileError
 from sweeper.spec import Study, conflicting_keys, load_study, parse_study
+from sweeper.tasks import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,13 +41,13 @@ epochs = [1, 2]
 """
     assert problems(tmp_path, text) == [
         "x.toml: name: must use only letters, digits, '_', '.', '-' (got 'bad name!')",
-        "x.toml: space.y: must not be empty (got [])",
         "x.toml: colour: unknown key",
         "x.toml: fixed.epochs: must be >= 1 (got 0)",
         "x.toml: fixed.sleep: must be a number (got '0.1')",
         "x.toml: fixed.z: unknown parameter; valid: x, y, epochs, sleep, fail",
         "x.toml: space.x[1]: must be a number (got 'a')",
         "x.toml: space.x[2]: duplicate value (got 1)",
+        "x.toml: space.y: must not be empty (got [])",
         "x.toml: space.epochs: also set in [fixed]; keep one of them",
         "x.toml: metric: unknown metric 'los' for task 'toy'; choose one of: loss, final_epoch",
         "x.toml: seeds[1]: must be an integer >= 0 (got -1)",
@@ -75,7 +76,7 @@ def test_missing_fields_unknown_task_and_bad_toml(tmp_path: Path) -> None:
     assert problems(tmp_path, 'task = "resnet"\n') == [
         "x.toml: name: required",
         "x.toml: metric: required",
-        "x.toml: task: unknown task 'resnet'; choose one of: obesity, toy",
+        f"x.toml: task: unknown task 'resnet'; choose one of: {', '.join(sorted(REGISTRY))}",
     ]
     assert problems(tmp_path, "name = \n") == [
         "x.toml: invalid TOML: Invalid value (at line 1, column 8)"

@@ -31,13 +31,16 @@ class TrialOutcome:
     """What a task reports for one trial.
 
     `error` is None for a completed trial; otherwise the trial failed and `metrics` may be empty.
-    `curves` maps a curve name (e.g. ``train_loss``) to one value per epoch.
+    `curves` maps a curve name (e.g. ``train_loss``) to one value per epoch. `pruned` means the
+    study's pruner stopped the trial early: its curves end at that epoch, and its metrics are
+    those of that moment (stored, but never the trial's value).
     """
 
     trial_id: int
     metrics: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
+    pruned: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,17 @@ class RunContext:
         batched: whether the task may train a group as one batched model.
         heartbeat: called by long-running tasks now and then (e.g. once per epoch) so the worker
             can extend its lease; cheap to call often.
+        should_prune: ``should_prune(trial_id, epoch, value)`` with the trial's validation value
+            after each epoch (1-based); True means stop the trial and yield it with
+            ``pruned=True``. Tasks with a `validation_curve` call it; it is False unless the
+            study has a pruner.
     """
 
     data_dir: Path
     device: str = "cpu"
     batched: bool = False
     heartbeat: Callable[[], None] = lambda: None
+    should_prune: Callable[[int, int, float], bool] = lambda trial_id, epoch, value: False
 
 
 class Task(Protocol):
@@ -68,6 +76,10 @@ class Task(Protocol):
     supports_batching: ClassVar[bool]
     #: names of the final metrics the task reports (a study's `metric` must be one of them).
     metrics: ClassVar[tuple[str, ...]]
+
+    # Optional, for pruning: ``validation_curve: ClassVar[str]`` names the per-epoch curve the
+    # task reports through `RunContext.should_prune`, and ``pruning_problem(fixed) -> str | None``
+    # says why a study's fixed parameters leave nothing to prune on (e.g. no validation split).
 
     def group_key(self, params: Mapping[str, Any]) -> str:
         """Trials with equal group keys may be trained together as one batched model."""

@@ -157,6 +157,8 @@ class TrainResult:
 
     metrics: dict[str, float]
     curves: dict[str, list[float]]
+    #: the epoch after which a pruner stopped training (None: trained to the end).
+    pruned_at: int | None = None
 
 
 def dataset_path(data_dir: Path) -> Path:
@@ -358,6 +360,7 @@ def train_one(
     *,
     device: str = "cpu",
     heartbeat: Callable[[], None] = lambda: None,
+    should_prune: Callable[[int, float], bool] | None = None,
 ) -> TrainResult:
     """Train one model on `data` and return its metrics and curves.
 
@@ -374,6 +377,10 @@ def train_one(
         data: the split to train and evaluate on.
         device: torch device string.
         heartbeat: called once per epoch.
+        should_prune: called after each epoch with (epoch, validation MSE) when there is a
+            validation set; True stops training there: the result has `pruned_at` set and
+            metrics ``train_mse``, ``val_mse`` and ``epoch`` (no test metric: a pruned trial is
+            never judged on the test set).
 
     Raises:
         TrialDiverged: the epoch's training loss, or a final metric, is NaN or infinite.
@@ -452,6 +459,13 @@ def train_one(
         curves["train_loss"].append(train_loss)
         if has_val:
             curves["val_mse"].append(evaluate(model, x_val, y_val))
+            if should_prune is not None and should_prune(epoch, curves["val_mse"][-1]):
+                metrics = {
+                    "train_mse": evaluate(model, x_train, y_train),
+                    "val_mse": curves["val_mse"][-1],
+                    "epoch": float(epoch),
+                }
+                return TrainResult(metrics=metrics, curves=curves, pruned_at=epoch)
         if scheduler is not None:
             scheduler.step()
         heartbeat()
@@ -476,6 +490,17 @@ class ObesityTask:
     supports_batching: ClassVar[bool] = True
     #: val_mse only when val_fraction > 0.
     metrics: ClassVar[tuple[str, ...]] = ("test_mse", "train_mse", "val_mse")
+    #: the per-epoch value a pruner judges (needs a validation split).
+    validation_curve: ClassVar[str] = "val_mse"
+
+    def pruning_problem(self, fixed: Mapping[str, Any]) -> str | None:
+        """Pruning needs a validation split: never prune on the test set."""
+        if float(fixed.get("val_fraction", 0.0)) <= 0:
+            return (
+                "pruning needs a validation split to judge epochs on (never the test set): "
+                "set fixed.val_fraction, e.g. 0.15"
+            )
+        return None
 
     def group_key(self, params: Mapping[str, Any]) -> str:
         """Canonical JSON of the parameters a batched group must share.
@@ -547,11 +572,26 @@ class ObesityTask:
             return
         for trial, p in zip(trials, params, strict=True):
             data = load_split(p, ctx.data_dir)
+            trial_id = trial.trial_id
+
+            def should_prune(epoch: int, value: float, trial_id: int = trial_id) -> bool:
+                return ctx.should_prune(trial_id, epoch, value)
+
             try:
-                result = train_one(p, trial.seed, data, device=ctx.device, heartbeat=ctx.heartbeat)
+                result = train_one(
+                    p,
+                    trial.seed,
+                    data,
+                    device=ctx.device,
+                    heartbeat=ctx.heartbeat,
+                    should_prune=should_prune,
+                )
             except TrialDiverged as exc:
-                yield TrialOutcome(trial_id=trial.trial_id, error=str(exc))
+                yield TrialOutcome(trial_id=trial_id, error=str(exc))
                 continue
             yield TrialOutcome(
-                trial_id=trial.trial_id, metrics=result.metrics, curves=result.curves
+                trial_id=trial_id,
+                metrics=result.metrics,
+                curves=result.curves,
+                pruned=result.pruned_at is not None,
             )

@@ -35,6 +35,11 @@ class ToyTask:
     Params: ClassVar[type[BaseModel]] = ToyParams
     supports_batching: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("loss", "final_epoch")
+    #: the loss curve doubles as the validation value a pruner judges.
+    validation_curve: ClassVar[str] = "train_loss"
+
+    def pruning_problem(self, fixed: Mapping[str, Any]) -> str | None:
+        return None
 
     def group_key(self, params: Mapping[str, Any]) -> str:
         return canonical_json({k: v for k, v in params.items() if k not in ("x", "y")})
@@ -50,7 +55,8 @@ class ToyTask:
             p = ToyParams.model_validate(dict(trial.params))
             noise = int(hashlib.sha256(f"toy:{trial.seed}".encode()).hexdigest()[:8], 16) / 2**32
             target = (p.x - 1.0) ** 2 + (p.y + 2.0) ** 2 + 0.01 * noise
-            curve = []
+            curve: list[float] = []
+            pruned = False
             for epoch in range(p.epochs):
                 if p.sleep:
                     time.sleep(p.sleep)
@@ -58,12 +64,16 @@ class ToyTask:
                 curve.append(target + 1.0 / (epoch + 1))
                 if p.fail and epoch == p.epochs - 1:
                     raise RuntimeError(f"toy failure requested (x={p.x})")
+                if ctx.should_prune(trial.trial_id, epoch + 1, curve[-1]):
+                    pruned = True
+                    break
             log = os.environ.get("SWEEPER_TOY_LOG")
             if log:
                 with open(log, "a", encoding="utf-8") as f:  # one short O_APPEND write
                     f.write(f"{trial.key} {os.getpid()}\n")
             yield TrialOutcome(
                 trial.trial_id,
-                metrics={"loss": curve[-1], "final_epoch": float(p.epochs)},
+                metrics={"loss": curve[-1], "final_epoch": float(len(curve))},
                 curves={"train_loss": curve},
+                pruned=pruned,
             )
