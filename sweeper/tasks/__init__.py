@@ -9,6 +9,7 @@ from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome
 
 # name -> "module:ClassName"; a new task is one line here plus its module.
 REGISTRY: dict[str, str] = {
+    "ecg": "sweeper.tasks.ecg:EcgTask",
     "obesity": "sweeper.tasks.obesity:ObesityTask",
     "toy": "sweeper.tasks.toy:ToyTask",
 }
