@@ -11,18 +11,34 @@ and pandas DataFrames.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Float,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -33,7 +49,16 @@ from sweeper.errors import (
     UnknownStudyError,
 )
 from sweeper.plan import PlannedTrial, canonical_json
-from sweeper.schema import SCHEMA_VERSION, STATES, Base, MetaRow, StudyRow, TrialRow
+from sweeper.schema import (
+    SCHEMA_VERSION,
+    STATES,
+    Base,
+    MetaRow,
+    ProposalRow,
+    StudyRow,
+    TrialRow,
+)
+from sweeper.search import NewProposal, Proposal, TrialResult
 from sweeper.study import Study, conflicting_keys
 from sweeper.tasks.base import TrialInput, TrialOutcome
 
@@ -132,6 +157,10 @@ class Store:
     def __init__(self, url: str, *, create: bool = False) -> None:
         self.url = url
         self.engine = _engine(url, create=create)
+        # SQLite connections the claim/record path keeps per thread (see `_tx`), for `close`.
+        self._kept = threading.local()
+        self._kept_all: list[Connection] = []
+        self._kept_lock = threading.Lock()
         try:
             self._init_schema(create)
         except DBAPIError as exc:
@@ -142,6 +171,10 @@ class Store:
             raise
 
     def close(self) -> None:
+        with self._kept_lock:
+            kept, self._kept_all = self._kept_all, []
+        for conn in kept:
+            conn.close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -175,6 +208,10 @@ class Store:
                     )
         with self._tx(write=False) as conn:
             found = conn.scalar(select(MetaRow.value).where(MetaRow.key == "schema_version"))
+        if create and found == str(SCHEMA_VERSION) and ProposalRow.__tablename__ not in tables:
+            # A database from before searched studies: add the table they need.
+            with self._tx() as conn:
+                Base.metadata.create_all(conn)
         if found != str(SCHEMA_VERSION):
             raise SchemaVersionError(
                 f"database {safe_url(self.url)} has schema version {found}, but this sweeper "
@@ -183,12 +220,36 @@ class Store:
             )
 
     @contextmanager
-    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
-        """One transaction; on SQLite a write transaction takes the write lock at BEGIN."""
-        with self.engine.connect() as conn:
-            conn.execution_options(sweeper_write=write)
+    def _tx(self, *, write: bool = True, keep: bool = False) -> Iterator[Connection]:
+        """One transaction; on SQLite a write transaction takes the write lock at BEGIN.
+
+        With `keep` (claim and record), a SQLite connection stays with the calling thread
+        between transactions: a pool check-out and check-in cost a sixth of a claim-and-record
+        cycle (bench/orchestrator.py). PostgreSQL connections always go back to the pool, whose
+        pre-ping survives a server restart.
+        """
+        kept = self._kept_connection() if keep else None
+        conn = kept or self.engine.connect()
+        try:
+            if conn.get_execution_options().get("sweeper_write") is not write:
+                conn.execution_options(sweeper_write=write)
             with conn.begin():
                 yield conn
+        finally:
+            if conn is not kept:
+                conn.close()
+
+    def _kept_connection(self) -> Connection | None:
+        """This thread's kept SQLite connection, made on first use; None on PostgreSQL, or
+        while the kept one is inside a transaction (a nested `_tx`)."""
+        if self.engine.dialect.name != "sqlite":
+            return None
+        conn: Connection | None = getattr(self._kept, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._kept.conn = self.engine.connect()
+            with self._kept_lock:
+                self._kept_all.append(conn)
+        return None if conn.in_transaction() else conn
 
     # -- studies ------------------------------------------------------------------------------
 
@@ -249,27 +310,108 @@ class Store:
                     )
                 )
             before = conn.scalar(select(func.count()).where(TrialRow.study_id == study_id)) or 0
-            if plan:
+            _enqueue(conn, study_id, plan, now)
+            after = conn.scalar(select(func.count()).where(TrialRow.study_id == study_id)) or 0
+        return EnqueueReport(study_id, after - before, after, created)
+
+    # -- searched studies ---------------------------------------------------------------------
+
+    def proposals(self, study_id: int) -> list[Proposal]:
+        """A searched study's proposals, in the order they were made."""
+        with self._tx(write=False) as conn:
+            return self._proposals(conn, study_id)
+
+    def search_trials(self, study_id: int, curve: str | None = None) -> list[TrialResult]:
+        """Every trial of a study as the search sees it; with `curve`, that per-epoch curve."""
+        with self._tx(write=False) as conn:
+            return self._search_trials(conn, study_id, curve)
+
+    def extend_search(
+        self,
+        study_id: int,
+        budget: int,
+        want: int,
+        propose: Callable[[list[Proposal], list[TrialResult]], list[NewProposal]],
+        curve: str | None = None,
+    ) -> int:
+        """Ask for up to `want` new configurations, never past `budget`, and enqueue them.
+
+        One write transaction (the study row locked on PostgreSQL; SQLite's write lock from
+        BEGIN IMMEDIATE) holds the count, the history handed to `propose`, and the inserts, so
+        workers asking at once take turns and the budget is never overshot. Returns how many
+        configurations were added (0 when the budget is spent).
+        """
+        now = time.time()
+        with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(StudyRow.id).where(StudyRow.id == study_id).with_for_update())
+            existing = self._proposals(conn, study_id)
+            n = min(want, budget - len(existing))
+            if n <= 0:
+                return 0
+            new = propose(existing, self._search_trials(conn, study_id, curve))[:n]
+            if new:
                 conn.execute(
-                    _insert(conn, TrialRow).on_conflict_do_nothing(
-                        index_elements=["study_id", "key"]
-                    ),
+                    _insert(conn, ProposalRow),
                     [
                         {
                             "study_id": study_id,
-                            "key": t.key,
-                            "group_key": t.group,
-                            "params": canonical_json(t.params),
-                            "seed": t.seed,
-                            "state": "queued",
-                            "attempts": 0,
+                            "number": len(existing) + i,
+                            "params": canonical_json(p.params),
+                            "raw": canonical_json(p.raw),
                             "created_at": now,
                         }
-                        for t in plan
+                        for i, p in enumerate(new)
                     ],
                 )
-            after = conn.scalar(select(func.count()).where(TrialRow.study_id == study_id)) or 0
-        return EnqueueReport(study_id, after - before, after, created)
+                _enqueue(conn, study_id, [t for p in new for t in p.trials], now)
+        return len(new)
+
+    def prune_queued(self, study_id: int, params: str) -> int:
+        """Mark the still-queued trials of one configuration (by params JSON) as pruned."""
+        now = time.time()
+        with self._tx() as conn:
+            result = conn.execute(
+                update(TrialRow)
+                .where(
+                    TrialRow.study_id == study_id,
+                    TrialRow.params == params,
+                    TrialRow.state == "queued",
+                )
+                .values(
+                    state="pruned",
+                    finished_at=now,
+                    error=_append_note("pruned with its configuration before it started"),
+                )
+            )
+        return result.rowcount
+
+    def _proposals(self, conn: Connection, study_id: int) -> list[Proposal]:
+        if ProposalRow.__tablename__ not in inspect(conn).get_table_names():
+            return []  # a database from before searched studies, opened read-only
+        rows = conn.execute(
+            select(ProposalRow.number, ProposalRow.params, ProposalRow.raw)
+            .where(ProposalRow.study_id == study_id)
+            .order_by(ProposalRow.number)
+        ).all()
+        return [Proposal(r[0], json.loads(r[1]), json.loads(r[2])) for r in rows]
+
+    def _search_trials(
+        self, conn: Connection, study_id: int, curve: str | None
+    ) -> list[TrialResult]:
+        cols = [TrialRow.params, TrialRow.seed, TrialRow.state, TrialRow.value]
+        if curve is not None:
+            cols.append(TrialRow.curves)
+        rows: list[Any] = list(
+            conn.execute(select(*cols).where(TrialRow.study_id == study_id).order_by(TrialRow.id))
+        )
+        out = []
+        for r in rows:
+            values = None
+            if curve is not None and r[4]:
+                values = json.loads(r[4]).get(curve)
+            out.append(TrialResult(r[0], r[1], r[2], r[3], values))
+        return out
 
     def study(self, name: str) -> StudyInfo:
         """The study called `name`.
@@ -342,7 +484,16 @@ class Store:
                 )
                 .order_by(StudyRow.name)
             ).all()
-        return list(names)
+            # Searched studies whose budget is not spent have work, queued or not.
+            searched = conn.execute(
+                select(StudyRow.id, StudyRow.name, StudyRow.config).where(StudyRow.kind != "grid")
+            ).all()
+            open_names = [
+                r.name
+                for r in searched
+                if len(self._proposals(conn, r.id)) < (Study.from_json(r.config).budget or 0)
+            ]
+        return sorted(set(names) | set(open_names))
 
     def counts(self, study_id: int) -> dict[str, int]:
         """Trials per state (every state present)."""
@@ -423,65 +574,41 @@ class Store:
             claimed a row between read and update) the row is simply not returned.
         """
         now = time.time()
-        with self._tx() as conn:
+        # Prepared statements with bound parameters: building and cache-keying SQLAlchemy
+        # expressions on every call cost twice the SQL itself (bench/orchestrator.py).
+        sql = _statements(self.engine.dialect.name)
+        take = {
+            "sid": study_id,
+            "token": worker.token,
+            "host_name": worker.host,
+            "process": worker.pid,
+            "now": now,
+            "until": now + lease_s,
+        }
+        with self._tx(keep=True) as conn:
             self._requeue_expired(conn, study_id, now)
-            first = conn.execute(
-                select(TrialRow.group_key)
-                .where(TrialRow.study_id == study_id, TrialRow.state == "queued")
-                .order_by(TrialRow.id)
-                .limit(1)
-            ).first()
-            if first is None:
-                return []
-            group = first[0]
-            in_group = (
-                TrialRow.study_id == study_id,
-                TrialRow.state == "queued",
-                TrialRow.group_key == group,
-            )
-            if share > 1 and limit > 1:
-                # Split what is left of the group (queued or already running) evenly, so the
-                # second worker takes as much as the first rather than half of the remainder.
-                unfinished = (
-                    conn.scalar(
-                        select(func.count()).where(
-                            TrialRow.study_id == study_id,
-                            TrialRow.group_key == group,
-                            TrialRow.state.in_(("queued", "running")),
-                        )
-                    )
-                    or 0
+            if limit == 1:
+                # One trial has no group to keep together: take the oldest queued one in the
+                # statement that picks it.
+                rows = conn.execute(sql.take_oldest, take).all()
+            else:
+                first = conn.execute(sql.oldest_group, {"sid": study_id}).first()
+                if first is None:
+                    return []
+                group = first[0]
+                if share > 1:
+                    # Split what is left of the group (queued or already running) evenly, so
+                    # the second worker takes as much as the first, not half the remainder.
+                    unfinished = conn.scalar(sql.unfinished, {"sid": study_id, "group": group}) or 0
+                    limit = max(1, min(limit, math.ceil(unfinished / share)))
+                ids = list(
+                    conn.scalars(sql.group_ids, {"sid": study_id, "group": group, "limit": limit})
                 )
-                limit = max(1, min(limit, math.ceil(unfinished / share)))
-            query = select(TrialRow.id).where(*in_group).order_by(TrialRow.id).limit(limit)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list(conn.scalars(query))
-            if not ids:
-                return []
-            conn.execute(
-                update(TrialRow)
-                .where(TrialRow.id.in_(ids), TrialRow.state == "queued")
-                .values(
-                    state="running",
-                    worker=worker.token,
-                    host=worker.host,
-                    pid=worker.pid,
-                    attempts=TrialRow.attempts + 1,
-                    started_at=now,
-                    finished_at=None,
-                    duration=None,
-                    lease_until=now + lease_s,
-                )
-            )
-            # Compare-and-set: keep only the rows this transaction actually moved to running.
-            rows = conn.execute(
-                select(TrialRow.id, TrialRow.key, TrialRow.params, TrialRow.seed).where(
-                    TrialRow.id.in_(ids),
-                    TrialRow.worker == worker.token,
-                    TrialRow.state == "running",
-                )
-            ).all()
+                if not ids:
+                    return []
+                rows = conn.execute(sql.take_ids, {**take, "ids": ids}).all()
+        # Compare-and-set: RETURNING yields only the rows this statement moved to running.
+        rows = sorted(rows, key=lambda r: int(r.id))
         return [TrialInput(r.id, r.key, json.loads(r.params), r.seed) for r in rows]
 
     def heartbeat(self, worker: WorkerId, lease_s: float = DEFAULT_LEASE_S) -> int:
@@ -508,30 +635,24 @@ class Store:
         """
         now = time.time()
         written = 0
-        with self._tx() as conn:
+        sql = _statements(self.engine.dialect.name)
+        with self._tx(keep=True) as conn:
             for out in outcomes:
-                value = out.metrics.get(metric) if out.error is None else None
+                value = out.metrics.get(metric) if out.error is None and not out.pruned else None
+                state = "failed" if out.error is not None else "completed"
                 values: dict[str, Any] = {
-                    "state": "failed" if out.error is not None else "completed",
-                    "finished_at": now,
-                    "duration": now - TrialRow.started_at,
-                    "lease_until": None,
-                    "value": value if value is not None and math.isfinite(value) else None,
-                    "metrics": json.dumps(out.metrics) if out.metrics else None,
-                    "curves": json.dumps(out.curves) if out.curves else None,
-                    "torch_version": torch_version,
+                    "trial_id": out.trial_id,
+                    "token": worker.token,
+                    "outcome": "pruned" if out.pruned and out.error is None else state,
+                    "now": now,
+                    "metric_value": value if value is not None and math.isfinite(value) else None,
+                    "metrics_json": json.dumps(out.metrics) if out.metrics else None,
+                    "curves_json": json.dumps(out.curves) if out.curves else None,
+                    "torch": torch_version,
                 }
                 if out.error is not None:
-                    values["error"] = out.error
-                result = conn.execute(
-                    update(TrialRow)
-                    .where(
-                        TrialRow.id == out.trial_id,
-                        TrialRow.state == "running",
-                        TrialRow.worker == worker.token,
-                    )
-                    .values(**values)
-                )
+                    values["error_text"] = out.error
+                result = conn.execute(sql.record if out.error is None else sql.record_error, values)
                 written += result.rowcount
         return written
 
@@ -612,73 +733,72 @@ class Store:
         return result.rowcount
 
     def _requeue_expired(self, conn: Connection, study_id: int, now: float) -> int:
-        result = conn.execute(
-            update(TrialRow)
-            .where(
-                TrialRow.study_id == study_id,
-                TrialRow.state == "running",
-                TrialRow.lease_until < now,
-            )
-            .values(
-                state="queued",
-                lease_until=None,
-                error=func.coalesce(TrialRow.error, "")
-                + "attempt lost: lease of "
-                + func.coalesce(TrialRow.worker, "?")
-                + " expired\n",
-                worker=None,
-            )
-        )
+        sql = _statements(conn.dialect.name)
+        result = conn.execute(sql.requeue_expired, {"sid": study_id, "now": now})
         return result.rowcount
 
     # -- results ------------------------------------------------------------------------------
 
-    def frame(self, study_id: int, *, metrics: bool = True) -> pd.DataFrame:
+    def frame(
+        self, study_id: int, *, metrics: bool = True, bookkeeping: bool = True
+    ) -> pd.DataFrame:
         """One row per trial: bookkeeping columns, then one column per parameter and metric.
 
         One SELECT for the whole study; JSON columns are expanded in Python. With
         ``metrics=False`` only the study's own metric is there (as ``value``): the tables of a
         100,000-trial study need nothing else, and skipping the metrics JSON halves the time.
+        With ``bookkeeping=False`` the only bookkeeping columns are ``id``, ``state``, ``seed``
+        and ``value``: on SQLite, columns stored after a row's curves (``error``,
+        ``torch_version``) cost a read of every curve, a pass over the whole database.
         """
         import pandas as pd
 
-        cols = [
-            TrialRow.id,
-            TrialRow.key,
-            TrialRow.state,
-            TrialRow.seed,
-            TrialRow.attempts,
-            TrialRow.host,
-            TrialRow.pid,
-            TrialRow.started_at,
-            TrialRow.finished_at,
-            TrialRow.duration,
-            TrialRow.value,
-            TrialRow.error,
-            TrialRow.torch_version,
-            TrialRow.params,
-        ]
+        cols = [TrialRow.id, TrialRow.state, TrialRow.seed, TrialRow.value]
+        if bookkeeping:
+            cols = [
+                TrialRow.id,
+                TrialRow.key,
+                TrialRow.state,
+                TrialRow.seed,
+                TrialRow.attempts,
+                TrialRow.host,
+                TrialRow.pid,
+                TrialRow.started_at,
+                TrialRow.finished_at,
+                TrialRow.duration,
+                TrialRow.value,
+                TrialRow.error,
+                TrialRow.torch_version,
+            ]
+        cols.append(TrialRow.params)
         if metrics:
             cols.append(TrialRow.metrics)
         with self._tx(write=False) as conn:
-            rows = conn.execute(
-                select(*cols).where(TrialRow.study_id == study_id).order_by(TrialRow.id)
-            ).all()
-        base_names = [c.key for c in cols if c.key not in ("params", "metrics")]
-        n_base = len(base_names)
-        base = pd.DataFrame.from_records([r[:n_base] for r in rows], columns=base_names)
-        # Trials of one configuration differ only in their seed: parse each params text once.
-        parsed: dict[str, dict[str, Any]] = {}
-        param_rows = [
-            parsed.get(r.params) or parsed.setdefault(r.params, json.loads(r.params)) for r in rows
-        ]
-        params = pd.DataFrame.from_records(param_rows, index=base.index)
+            result = conn.execute(select(*cols).where(TrialRow.study_id == study_id)).all()
+            # Sorted here: the rows come in index order (state, then id), a few sorted runs
+            # that Python merges faster than SQLite sorts them in a temporary B-tree.
+            rows = sorted(result, key=itemgetter(0))
+        names = [c.key for c in cols]
+        # Column by column (itemgetter over the rows is 4x faster than transposing with zip).
+        column = {n: list(map(itemgetter(i), rows)) for i, n in enumerate(names)} if rows else {}
+        base_names = [n for n in names if n not in ("params", "metrics")]
+        base = pd.DataFrame.from_records([], columns=base_names)
+        if rows:
+            base = pd.DataFrame({n: column[n] for n in base_names})
+        # Trials of one configuration differ only in their seed: parse each params text once,
+        # build one row per configuration, and repeat it per trial (a vectorised take).
+        configs: dict[str, int] = {}
+        codes = [configs.setdefault(text, len(configs)) for text in column.get("params", ())]
+        params = pd.DataFrame.from_records([json.loads(text) for text in configs])
+        params = params.take(codes) if len(params.columns) else pd.DataFrame(index=base.index)
+        params.index = base.index
         params = params.drop(columns=[c for c in params.columns if c in base_names])
         parts = [base, params]
         metric_names: list[str] = []
         if metrics:
             values = pd.DataFrame.from_records(
-                [json.loads(r.metrics) if r.metrics else {} for r in rows], index=base.index
+                [json.loads(text) if text else {} for text in column.get("metrics", ())],
+                index=base.index,
             )
             values = values.drop(columns=[c for c in values.columns if c in base_names])
             metric_names = list(values.columns)
@@ -704,22 +824,125 @@ def _merge(old: Study, new: Study) -> Study:
         if key in axes:
             axes[key] += [v for v in values if v not in axes[key]]
     seeds = tuple(new.seeds) + tuple(s for s in old.seeds if s not in new.seeds)
-    return Study(
-        name=new.name,
-        task=new.task,
-        kind=new.kind,
-        metric=new.metric,
-        direction=new.direction,
-        description=new.description,
-        fixed=new.fixed,
-        axes=axes,
-        seeds=seeds,
-        source=new.source,
+    return dataclasses.replace(new, axes=axes, seeds=seeds)
+
+
+def _enqueue(conn: Connection, study_id: int, plan: Sequence[PlannedTrial], now: float) -> None:
+    """Insert planned trials as queued; a key the study already holds is left alone."""
+    if not plan:
+        return
+    conn.execute(
+        _insert(conn, TrialRow).on_conflict_do_nothing(index_elements=["study_id", "key"]),
+        [
+            {
+                "study_id": study_id,
+                "key": t.key,
+                "group_key": t.group,
+                "params": canonical_json(t.params),
+                "seed": t.seed,
+                "state": "queued",
+                "attempts": 0,
+                "created_at": now,
+            }
+            for t in plan
+        ],
     )
 
 
 def _append_note(note: str) -> Any:
     return func.coalesce(TrialRow.error, "") + note + "\n"
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the trial life cycle's hot path, built once per dialect."""
+
+    requeue_expired: Executable
+    take_oldest: Executable
+    oldest_group: Executable
+    unfinished: Executable
+    group_ids: Executable
+    take_ids: Executable
+    record: Executable
+    record_error: Executable
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    now = bindparam("now", type_=Float)
+    queued = (TrialRow.study_id == bindparam("sid"), TrialRow.state == "queued")
+    oldest = select(TrialRow.id).where(*queued).order_by(TrialRow.id).limit(1)
+    group_ids = (
+        select(TrialRow.id)
+        .where(*queued, TrialRow.group_key == bindparam("group"))
+        .order_by(TrialRow.id)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        # Skip rows another worker's claim holds instead of waiting for it to commit.
+        oldest = oldest.with_for_update(skip_locked=True)
+        group_ids = group_ids.with_for_update(skip_locked=True)
+    take = {
+        "state": "running",
+        "worker": bindparam("token"),
+        "host": bindparam("host_name"),
+        "pid": bindparam("process"),
+        "attempts": TrialRow.attempts + 1,
+        "started_at": now,
+        "finished_at": None,
+        "duration": None,
+        "lease_until": bindparam("until", type_=Float),
+    }
+    taken = (TrialRow.id, TrialRow.key, TrialRow.params, TrialRow.seed)
+    ours = (
+        TrialRow.id == bindparam("trial_id"),
+        TrialRow.state == "running",
+        TrialRow.worker == bindparam("token"),
+    )
+    result = {
+        "state": bindparam("outcome"),
+        "finished_at": now,
+        "duration": now - TrialRow.started_at,
+        "lease_until": None,
+        "value": bindparam("metric_value", type_=Float),
+        "metrics": bindparam("metrics_json"),
+        "curves": bindparam("curves_json"),
+        "torch_version": bindparam("torch"),
+    }
+    return _Statements(
+        requeue_expired=update(TrialRow)
+        .where(
+            TrialRow.study_id == bindparam("sid"),
+            TrialRow.state == "running",
+            TrialRow.lease_until < now,
+        )
+        .values(
+            state="queued",
+            lease_until=None,
+            error=func.coalesce(TrialRow.error, "")
+            + "attempt lost: lease of "
+            + func.coalesce(TrialRow.worker, "?")
+            + " expired\n",
+            worker=None,
+        ),
+        take_oldest=update(TrialRow)
+        .where(TrialRow.id == oldest.scalar_subquery(), TrialRow.state == "queued")
+        .values(**take)
+        .returning(*taken),
+        oldest_group=select(TrialRow.group_key).where(*queued).order_by(TrialRow.id).limit(1),
+        unfinished=select(func.count()).where(
+            TrialRow.study_id == bindparam("sid"),
+            TrialRow.group_key == bindparam("group"),
+            TrialRow.state.in_(("queued", "running")),
+        ),
+        group_ids=group_ids,
+        take_ids=update(TrialRow)
+        .where(TrialRow.id.in_(bindparam("ids", expanding=True)), TrialRow.state == "queued")
+        .values(**take)
+        .returning(*taken),
+        record=update(TrialRow).where(*ours).values(**result),
+        record_error=update(TrialRow).where(*ours).values(**result, error=bindparam("error_text")),
+    )
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -778,9 +1001,14 @@ def _configure_sqlite(engine: Engine) -> None:
         # last transactions, never corrupt the file.
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
+        # Reads through a memory map instead of a read() per page: a query touching every
+        # trial of a 100,000-trial study (whose curves spread it over 100,000 pages) runs in
+        # about half the time. Writes still go through the journal.
+        cur.execute("PRAGMA mmap_size = 1073741824")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("sweeper_write", True)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Straight to the driver: a full SQLAlchemy execution here costs 5% of a claim.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]

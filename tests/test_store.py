@@ -45,7 +45,13 @@ def test_enqueue_is_idempotent(db_url: str) -> None:
     study = study_of()
     again = store.save_study(study, grid(study, get_task("toy").group_key))
     assert (again.added, again.total, again.created) == (0, 12, False)
-    assert store.counts(sid) == {"queued": 12, "running": 0, "completed": 0, "failed": 0}
+    assert store.counts(sid) == {
+        "queued": 12,
+        "running": 0,
+        "completed": 0,
+        "failed": 0,
+        "pruned": 0,
+    }
 
 
 def test_adding_axis_values_extends_the_study(db_url: str) -> None:
