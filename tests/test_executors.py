@@ -80,7 +80,9 @@ def test_executor_contract(
     address = request.getfixturevalue("scheduler") if backend == "dask" else None
     offset = 1000.0 if backend == "local" else 2000.0
     offset += 500.0 if db_url.startswith("postgresql") else 0.0
-    study = toy_study("contract", offset, 24)
+    # 0.2 s per trial: long enough that the second worker is up (a Dask worker imports torch on
+    # its first task) before the first one has drained the queue.
+    study = toy_study("contract", offset, 24, sleep=0.1)
     with Store(db_url, create=True) as store:
         sid = store.save_study(study, grid(study, get_task("toy").group_key)).study_id
     reports = get_executor(backend)(db_url, "contract", 2, WorkerOptions(None), address)
