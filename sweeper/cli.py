@@ -248,7 +248,11 @@ def worker(
             for name in names:
                 info = store.study(name)
                 store.requeue_lost(info.id, socket.gethostname(), _pid_alive)
-                if sum(store.counts(info.id)[s] for s in ("queued", "running")) == 0:
+                open_budget = info.study.searched and len(store.proposals(info.id)) < (
+                    info.study.budget or 0
+                )
+                left = sum(store.counts(info.id)[s] for s in ("queued", "running"))
+                if left == 0 and not open_budget:
                     continue
                 worker_options, mode = _worker_options(info.study, opts, None)
                 out.print(f"worker: joining {name} ({mode})")
@@ -278,7 +282,6 @@ def _worker_options(
     study: Study, opts: _RunOptions, data_dir: Path | None
 ) -> tuple[WorkerOptions, str]:
     """Worker options for `study`, and a few words saying how its trials will be trained."""
-    from sweeper.plan import grid
     from sweeper.tasks import get_task
     from sweeper.worker import WorkerOptions
 
@@ -288,11 +291,16 @@ def _worker_options(
             f"task {study.task!r} cannot train trials as one batched model; "
             "use --executor trial (or auto)"
         )
-    batched = opts.executor != "trial" and task.supports_batching
+    if opts.executor == "batched" and study.pruner:
+        raise SweeperError(
+            f"study {study.name!r} prunes trials epoch by epoch, which a batched group cannot; "
+            "use --executor trial (or auto)"
+        )
+    batched = opts.executor != "trial" and task.supports_batching and not study.pruner
     group_size = 1
     if batched:
         # Bounded by --group-size and by the memory budget of one worker.
-        per_member = max(1, task.member_bytes(grid(study, task.group_key)[0].params))
+        per_member = max(1, task.member_bytes(_example_params(study, task)))
         group_size = max(1, min(opts.group_size, opts.max_memory_mb * 2**20 // per_member))
     options = WorkerOptions(
         data_dir=str(data_dir) if data_dir is not None else None,
@@ -305,6 +313,14 @@ def _worker_options(
     )
     mode = f"batched, groups of up to {group_size}" if batched else "one trial at a time"
     return options, mode
+
+
+def _example_params(study: Study, task: Any) -> dict[str, Any]:
+    """One configuration of the study, for checks made before any trial exists."""
+    from sweeper.plan import grid
+    from sweeper.search import example_params
+
+    return example_params(study) if study.searched else grid(study, task.group_key)[0].params
 
 
 def _shareable(url: str) -> str:
@@ -330,9 +346,10 @@ def _launch(
     _check_execution(opts)
     launcher = get_executor(opts.backend)
     task = get_task(study.task)
-    plan = grid(study, task.group_key)
+    # A searched study's trials are enqueued by its workers as the sampler proposes them.
+    plan = [] if study.searched else grid(study, task.group_key)
     data = resolve_data_dir(opts.data_dir)
-    task.check_data(plan[0].params, data)
+    task.check_data(_example_params(study, task), data)
     # Local workers get the resolved directory; remote ones resolve their own unless told.
     worker_data = data if opts.backend == "local" or opts.data_dir else None
     options, mode = _worker_options(study, opts, worker_data)
@@ -340,12 +357,26 @@ def _launch(
 
     with Store(url, create=True) as store:
         report = store.save_study(study, plan)
+        planned, proposed = report.total, 0
+        if study.searched:
+            from sweeper.search import seed_plan
+
+            proposals = store.proposals(report.study_id)
+            proposed = len(proposals)
+            report = store.save_study(study, seed_plan(study, proposals, task.group_key))
+            budget = max(study.budget or 0, proposed)
+            planned = report.total + (budget - proposed) * len(study.seeds)
         lost = store.requeue_lost(report.study_id, socket.gethostname(), _pid_alive)
         retried = store.requeue_failed(report.study_id, opts.max_retries)
         counts = store.counts(report.study_id)
-        todo = counts["queued"] + counts["running"]
+        todo = counts["queued"] + counts["running"] + planned - report.total
         done = counts["completed"]
         notes = [f"{report.added} new" if not report.created else "new study"]
+        if study.searched:
+            notes = [
+                f"{study.kind} search, {proposed} of {study.budget} configurations proposed "
+                f"x {len(study.seeds)} seeds"
+            ]
         if done:
             notes.append(f"{done} already completed")
         if lost:
@@ -358,7 +389,7 @@ def _launch(
             else f"the Dask cluster at {opts.scheduler}"
         )
         out.print(
-            f"[bold]{study.name}[/]: {report.total} trials ({', '.join(notes)}); "
+            f"[bold]{study.name}[/]: {planned} trials ({', '.join(notes)}); "
             f"{todo} to run on {where} ({mode})"
         )
         started = time.time()
@@ -370,6 +401,7 @@ def _launch(
                 direction=study.direction,
                 console=out,
                 enabled=progress,
+                planned=planned,
             ):
                 try:
                     launcher(_shareable(url), study.name, opts.workers, options, opts.scheduler)
@@ -382,7 +414,9 @@ def _launch(
                     )
                     raise typer.Exit(130) from None
         _summary(store, store.study(study.name), time.time() - started)
-        if show_table:
+        if show_table and study.searched:
+            _print_best(store, study.name, 10, "rich")
+        elif show_table:
             _print_tables(store, study.name, "mean", "rich", None, None, None)
 
 
@@ -391,16 +425,19 @@ def _summary(store: Store, info: StudyInfo, elapsed: float) -> None:
     frame = store.frame(info.id)  # one read, so the counts and the best trial agree
     counts = frame["state"].value_counts()
     left = int(counts.get("queued", 0) + counts.get("running", 0))
+    pruned = int(counts.get("pruned", 0))
     out.print(
         f"{study.name}: {int(counts.get('completed', 0))} completed, "
-        f"{int(counts.get('failed', 0))} failed, {left} left; this run took {_duration(elapsed)}"
+        f"{int(counts.get('failed', 0))} failed, "
+        + (f"{pruned} pruned, " if pruned else "")
+        + f"{left} left; this run took {_duration(elapsed)}"
     )
     done = frame[frame["state"] == "completed"]
     if not done.empty:
         best_row = done.sort_values(
             "value", ascending=study.direction == "minimize", kind="stable"
         ).iloc[0]
-        params = ", ".join(f"{k}={best_row[k]}" for k in study.axes)
+        params = ", ".join(f"{k}={_short(best_row[k])}" for k in _param_names(study))
         out.print(
             f"best single trial: {study.metric} {best_row['value']:.4g} "
             f"({params}{', ' if params else ''}seed={best_row['seed']})"
@@ -410,6 +447,11 @@ def _summary(store: Store, info: StudyInfo, elapsed: float) -> None:
         first = str(failed.iloc[0]["error"]).strip().splitlines()[0]
         out.print(f"[red]{len(failed)} failed[/]; first error: {first}")
         out.print(f"see `sweeper runs {study.name} --state failed`")
+
+
+def _short(value: Any) -> str:
+    """A parameter value for one line of text: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -475,17 +517,27 @@ def status(name: Annotated[str, typer.Argument(help="Study name.")], db: DbOpt =
     with _open(db) as store:
         info = store.study(name)
         stats = store.stats(info.id, info.study.direction)
+        stats_proposed = len(store.proposals(info.id)) if info.study.searched else 0
     study = info.study
     counts = stats.counts
     total = sum(counts.values())
     pct = 100.0 * counts["completed"] / total if total else 0.0
     out.print(f"[bold]{study.name}[/] (task {study.task}, {study.kind})  {study.description}")
+    pruned = f", {counts['pruned']} pruned" if counts.get("pruned") else ""
     out.print(
-        f"  {counts['completed']}/{total} completed ({pct:.0f}%), {counts['failed']} failed, "
-        f"{counts['running']} running, {counts['queued']} queued"
+        f"  {counts['completed']}/{total} completed ({pct:.0f}%), {counts['failed']} failed"
+        f"{pruned}, {counts['running']} running, {counts['queued']} queued"
     )
-    axes = ", ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
-    out.print(f"  axes: {axes}; seeds: {list(study.seeds)}")
+    if study.searched:
+        out.print(
+            f"  search: {study.kind}, {stats_proposed} of {study.budget} configurations "
+            f"proposed (sampler seed {study.sampler_seed}, pruner {study.pruner or 'none'}, "
+            f"{study.aggregate} over seeds)"
+        )
+        out.print(f"  searched: {', '.join(study.search)}; seeds: {list(study.seeds)}")
+    else:
+        axes = ", ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
+        out.print(f"  axes: {axes}; seeds: {list(study.seeds)}")
     if stats.mean_duration is not None:
         wall = (stats.last_finish or 0.0) - (stats.first_start or 0.0)
         # Not a sum of durations: members of a batched group share their group's time.
@@ -528,7 +580,7 @@ def runs(
         _check_column(frame, sort, "--sort")
         frame = frame.sort_values(sort, ascending=not desc, kind="stable", na_position="last")
     metrics = [m for m in frame.attrs.get("metrics", []) if m in frame.columns]
-    cols = ["id", "state", *study.axes, "seed", *metrics, "duration", "attempts", "host"]
+    cols = ["id", "state", *_param_names(study), "seed", *metrics, "duration", "attempts", "host"]
     frame = frame[[c for c in cols if c in frame.columns]]
     if limit is not None:
         frame = frame.head(limit)
@@ -544,18 +596,55 @@ def best(
 ) -> None:
     """Rank configurations by their mean over seeds (with sem and the number of seeds).
 
+    A searched study's configurations are those its sampler proposed.
+
     Example: sweeper best obesity --top 5
     """
-    from sweeper.report import best_configs
+    with _open(db) as store:
+        _print_best(store, name, top, fmt)
+
+
+def _print_best(store: Store, name: str, top: int, fmt: str) -> None:
+    from sweeper.report import best_configs, observed_axes
+
+    info = store.study(name)
+    frame = _metric_frame(store, info)
+    study = info.study
+    axes = observed_axes(frame, list(study.search)) if study.searched else study.axes
+    ranked = best_configs(frame, axes=axes, metric=study.metric, direction=study.direction, top=top)
+    _print_frame(ranked, fmt)
+
+
+@app.command()
+def importance(
+    name: Annotated[str, typer.Argument(help="Study name (a searched study).")],
+    db: DbOpt = None,
+    fmt: FormatOpt = "rich",
+) -> None:
+    """Print Optuna's parameter importances (fANOVA) over the completed configurations,
+    each judged by its seed aggregate.
+
+    Example: sweeper importance obesity_tpe
+    """
+    import pandas as pd
+
+    from sweeper import search
 
     with _open(db) as store:
         info = store.study(name)
-        frame = _metric_frame(store, info)
-    study = info.study
-    ranked = best_configs(
-        frame, axes=study.axes, metric=study.metric, direction=study.direction, top=top
-    )
-    _print_frame(ranked, fmt)
+        study = info.study
+        if not study.searched:
+            raise SweeperError(
+                f"study {name!r} is a grid; importances are for searched studies (kind tpe or "
+                "random). For a grid, compare its tables: sweeper table " + name
+            )
+        history = search.summarize(study, store.proposals(info.id), store.search_trials(info.id))
+    values = search.importances(study, history)
+    done = sum(c.state == search.COMPLETE for c in history)
+    frame = pd.DataFrame({"parameter": list(values), "importance": list(values.values())})
+    if fmt == "rich":
+        out.print(f"{name}: importance for {study.metric} over {done} completed configurations")
+    _print_frame(frame, fmt)
 
 
 @app.command("table")
@@ -572,14 +661,40 @@ def table_cmd(
         list[str] | None,
         typer.Option(help="Axes that split tables (default: the other axes). Repeatable."),
     ] = None,
+    bins: Annotated[
+        int, typer.Option(help="Searched studies: bins per numeric parameter.", min=1)
+    ] = 4,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="grid: the averaged grids; domains: rows the methods, columns the held-out "
+            "domains and their average (domain-generalization studies)."
+        ),
+    ] = "grid",
+    sem: Annotated[bool, typer.Option(help="--layout domains: show mean ± sem.")] = False,
 ) -> None:
     """Print the averaged grids: one table per (optimizer, SAM rho), rows lr, columns weight
     decay, cells the mean over seeds, the best cell marked, incomplete cells showing n/expected.
 
+    For a searched study each numeric parameter is binned (--bins); numeric parameters neither
+    shown nor grouped on are pooled, categorical ones split tables.
+
+    With --layout domains (a domain-generalization study such as ecg_small): rows the methods
+    (--rows, default method), columns the held-out domains (--cols, default target) and their
+    average, cells the mean over seeds (--sem adds ± sem), the best row of each column marked.
+
     Example: sweeper table obesity --format markdown
+
+    Example: sweeper table ecg_small --layout domains --sem
     """
+    layouts = ("grid", "domains")
+    if layout not in layouts:
+        raise UnknownNameError(f"unknown layout {layout!r}; choose one of: {', '.join(layouts)}")
     with _open(db) as store:
-        _print_tables(store, name, agg, fmt, rows, cols, group)
+        if layout == "domains":
+            _print_domain_tables(store, name, fmt, rows, cols, group, agg=agg, sem=sem)
+            return
+        _print_tables(store, name, agg, fmt, rows, cols, group, bins)
 
 
 def _print_tables(
@@ -590,24 +705,33 @@ def _print_tables(
     rows: str | None,
     cols: str | None,
     group: list[str] | None,
+    bins: int = 4,
 ) -> None:
     from sweeper import render
-    from sweeper.report import grid_tables
+    from sweeper.report import binned_axes, grid_tables
 
     render.check_format(fmt)
     info = store.study(name)
     study = info.study
-    axes = list(study.axes)
+    frame = _metric_frame(store, info)
+    all_axes: dict[str, list[Any]] = dict(study.axes)
+    seeds = list(study.seeds)
+    if study.searched:
+        frame, all_axes = binned_axes(frame, study.search, bins)
+        seeds = []  # a bin holds as many trials as the sampler put there: nothing is missing
+    axes = list(all_axes)
     if not axes:
         raise SweeperError(f"study {name!r} has no sweep axes to tabulate; use `sweeper runs`")
     row_axis = rows or ("lr" if "lr" in axes else axes[0])
     rest = [a for a in axes if a != row_axis]
     col_axis = cols or ("weight_decay" if "weight_decay" in rest else (rest[0] if rest else None))
-    frame = _metric_frame(store, info)
+    if study.searched and group is None:
+        shown = {row_axis, col_axis}
+        group = [a for a in axes if a not in shown and study.search[a]["type"] == "categorical"]
     tables = grid_tables(
         frame,
-        axes=study.axes,
-        seeds=list(study.seeds),
+        axes=all_axes,
+        seeds=seeds,
         metric=study.metric,
         direction=study.direction,
         rows=row_axis,
@@ -620,11 +744,79 @@ def _print_tables(
         f"{study.name}: {study.metric} ({study.direction}), {agg} over seeds "
         f"(a complete cell holds {expected} trials)"
     )
+    if study.searched:
+        title = (
+            f"{study.name}: {study.metric} ({study.direction}), {agg} over the trials in each "
+            f"bin ({study.kind} search; --agg count shows how many)"
+        )
+    title += _data_note(study)
     if fmt == "rich":
         for t in render.rich_tables(tables, title=title):
             out.print(t)
     else:
         sys.stdout.write(render.render_tables(tables, fmt, title=title))
+
+
+def _data_note(study: Study) -> str:
+    """A title suffix labelling a study run on synthetic data (its ``dataset`` parameter)."""
+    datasets = [study.fixed.get("dataset"), *study.axes.get("dataset", [])]
+    return " [SYNTHETIC data, not real ECGs]" if "synthetic" in datasets else ""
+
+
+def _print_domain_tables(
+    store: Store,
+    name: str,
+    fmt: str,
+    rows: str | None,
+    cols: str | None,
+    group: list[str] | None,
+    *,
+    agg: str,
+    sem: bool,
+) -> None:
+    """`sweeper table NAME --layout domains`: methods x held-out domains, plus Avg."""
+    from sweeper import render
+    from sweeper.report import domain_tables
+
+    render.check_format(fmt)
+    if agg != "mean":
+        raise SweeperError(
+            "--layout domains shows the mean over seeds (add --sem for ± sem); "
+            "--agg is for --layout grid"
+        )
+    info = store.study(name)
+    study = info.study
+    axes = list(study.axes)
+    row_axis = rows or "method"
+    col_axis = cols or "target"
+    for option, axis in (("--rows", row_axis), ("--cols", col_axis)):
+        if axis not in axes:
+            raise SweeperError(
+                f"--layout domains: study {name!r} has no axis {axis!r} for {option}; "
+                f"its axes: {', '.join(axes) or '(none)'}"
+            )
+    tables = domain_tables(
+        _metric_frame(store, info),
+        axes=study.axes,
+        seeds=list(study.seeds),
+        metric=study.metric,
+        direction=study.direction,
+        rows=row_axis,
+        cols=col_axis,
+        groups=group,
+    )
+    expected = tables[0].expected if tables else 0
+    shown = "mean ± sem" if sem else "mean"
+    title = (
+        f"{study.name}: {study.metric} ({study.direction}) on the held-out {col_axis}, {shown} "
+        f"over seeds (a complete cell holds {expected} trials); Avg = mean of the "
+        f"{len(study.axes[col_axis])} domain columns{_data_note(study)}"
+    )
+    if fmt == "rich":
+        for t in render.rich_domain_tables(tables, title=title, sem=sem):
+            out.print(t)
+    else:
+        sys.stdout.write(render.render_domain_tables(tables, fmt, title=title, sem=sem))
 
 
 @app.command()
@@ -676,12 +868,84 @@ def export(
         err.print(f"wrote {len(frame)} trials to {output}")
 
 
+# -- datasets ---------------------------------------------------------------------------------
+
+data_app = typer.Typer(
+    name="data",
+    help="Datasets: generate the synthetic ECG set.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synth-ecg")
+def synth_ecg(
+    out_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Directory to write (new, empty, or an older synthetic set).", metavar="OUT"
+        ),
+    ],
+    records_per_domain: Annotated[
+        int, typer.Option(help="Records per domain (six domains).", min=1)
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Dataset seed.", min=0)] = 0,
+    shift_strength: Annotated[
+        float, typer.Option(help="Scale of the per-domain device shift (0: none).", min=0.0)
+    ] = 1.0,
+    prevalence_floor: Annotated[
+        float,
+        typer.Option(help="Least probability of every class in every domain.", min=0.0, max=0.49),
+    ] = 0.1,
+) -> None:
+    """Write a SYNTHETIC six-domain 12-lead ECG dataset in the PhysioNet/CinC 2021 format
+    (<Domain>/<id>.hea + .mat), deterministic in its options, for the ECG study.
+
+    The ECG study reads it from <data dir>/ecg_synth (data dir: --data-dir, $SWEEPER_DATA_DIR,
+    else ~/.cache/sweeper/data).
+
+    Example: sweeper data synth-ecg ~/.cache/sweeper/data/ecg_synth --records-per-domain 100
+    """
+    import pandas as pd
+
+    from sweeper import render
+    from sweeper.ecg.synth import write_dataset
+
+    def progress(domain: str, done: int) -> None:
+        if done == records_per_domain:
+            err.print(f"  {domain}: {done} records")
+
+    started = time.time()
+    report = write_dataset(
+        out_dir,
+        records_per_domain=records_per_domain,
+        seed=seed,
+        shift_strength=shift_strength,
+        prevalence_floor=prevalence_floor,
+        progress=progress,
+    )
+    frame = pd.DataFrame(report.class_counts).T.rename_axis("domain").reset_index()
+    out.print(
+        f"wrote {sum(report.records.values())} SYNTHETIC records ({len(report.records)} domains "
+        f"x {records_per_domain}, seed {seed}) to {report.path}: {report.bytes / 1e6:.1f} MB "
+        f"in {_duration(time.time() - started)}. Records per class:"
+    )
+    out.print(render.rich_frame(frame))
+
+
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _param_names(study: Study) -> list[str]:
+    """The parameters that vary between a study's configurations."""
+    return list(study.search) if study.searched else list(study.axes)
 
 
 def _metric_frame(store: Store, info: StudyInfo) -> pd.DataFrame:
     """The study's trials with only its own metric, read from the indexed `value` column."""
-    frame = store.frame(info.id, metrics=False)
+    frame = store.frame(info.id, metrics=False, bookkeeping=False)
     frame[info.study.metric] = frame["value"]
     return frame
 

@@ -20,7 +20,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sweeper.report import GridTable, check_name
+from sweeper.report import DOMAIN_AVERAGE, DomainTable, GridTable, check_name
 
 FORMATS = ("rich", "markdown", "csv", "latex", "json")
 
@@ -223,6 +223,187 @@ def rich_frame(df: pd.DataFrame, *, title: str | None = None) -> Table:
     for row in df.itertuples(index=False, name=None):
         table.add_row(*(Text(_frame_cell(v, "rich")) for v in row))
     return table
+
+
+# -- per-domain tables (`sweeper table NAME --layout domains`) ----------------------------------
+
+
+def render_domain_tables(
+    tables: Sequence[DomainTable], fmt: str, *, title: str, sem: bool = False
+) -> str:
+    """Render per-domain tables as one text.
+
+    Args:
+        tables: from `sweeper.report.domain_tables`.
+        fmt: one of `FORMATS`; ``rich`` gives the plain text of `rich_domain_tables`.
+        title: the report's title; CSV and JSON leave it out.
+        sem: show ``mean ± sem`` in the human formats (CSV and JSON always carry the sem).
+
+    Returns:
+        Markdown: the title, then per table an optional ``### <group>`` heading and a pipe
+        table whose columns are the domains and ``Avg``; the best row of each column in bold.
+        CSV: one line per (row, column) with the group axes, the row axis, the domain axis
+        (``Avg`` for the average), ``mean``, ``sem``, ``n``, ``expected``, ``best``. LaTeX: one
+        booktabs table per table. JSON: a list of table objects. Every text ends with a newline.
+
+    Raises:
+        UnknownNameError: `fmt` is not one of `FORMATS`.
+    """
+    check_format(fmt)
+    if fmt == "rich":
+        return _rich_text(rich_domain_tables(tables, title=title, sem=sem))
+    if fmt == "csv":
+        return _csv_domain_tables(tables)
+    if fmt == "json":
+        return _json_domain_tables(tables)
+    latex_head = f"% {_one_line(title)}\n% needs \\usepackage{{booktabs}}"
+    blocks = [title if fmt == "markdown" else latex_head]
+    for table in tables:
+        label = _group_text(table.group)
+        escape = _md_escape if fmt == "markdown" else _latex_escape
+        header = [escape(_domain_corner(table))]
+        header += [escape(format_axis_value(d)) for d in table.domains] + [DOMAIN_AVERAGE]
+        body = []
+        for i, row in enumerate(table.rows):
+            cells = [escape(format_axis_value(row))]
+            for j in range(len(table.domains) + 1):
+                value, suffix = _domain_cell_parts(table, i, j, fmt, sem)
+                if table.best[j] == i:
+                    value = f"**{value}**" if fmt == "markdown" else f"\\textbf{{{value}}}"
+                cells.append(value + suffix)
+            body.append(cells)
+        right = [False] + [True] * (len(table.domains) + 1)
+        if fmt == "markdown":
+            if label:
+                blocks.append(f"### {_md_escape(label)}")
+            blocks.append("\n".join(_pipe_table(header, body, right)))
+        else:
+            caption = _latex_escape(label or title)
+            lines = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{caption}}}"]
+            lines += _tabular(header, body, right)
+            lines.append("\\end{table}")
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def rich_domain_tables(
+    tables: Sequence[DomainTable], *, title: str, sem: bool = False
+) -> list[Table]:
+    """Per-domain tables as rich tables; the best row of each column bold green, marked *.
+
+    Each table is titled with its group, or with `title` when there are no groups; the last
+    one is captioned with `title` and the marking rule.
+    """
+    out = []
+    for n, table in enumerate(tables):
+        label = _group_text(table.group)
+        caption = f"{title}; best per column in bold, marked *" if label else "best per column *"
+        rich = Table(
+            title=_unwrapped(label or title),
+            caption=_unwrapped(caption) if n == len(tables) - 1 else None,
+            title_justify="left",
+            caption_justify="left",
+        )
+        rich.add_column(Text(_domain_corner(table)), justify="left")
+        for domain in table.domains:
+            rich.add_column(Text(format_axis_value(domain)), justify="right")
+        rich.add_column(Text(DOMAIN_AVERAGE), justify="right")
+        for i, row in enumerate(table.rows):
+            cells: list[RenderableType] = [Text(format_axis_value(row))]
+            for j in range(len(table.domains) + 1):
+                value, suffix = _domain_cell_parts(table, i, j, "rich", sem)
+                best = table.best[j] == i
+                text = Text(value, style="bold green" if best else "")
+                text.append(" *" if best else "")
+                text.append(suffix)
+                cells.append(text)
+            rich.add_row(*cells)
+        out.append(rich)
+    return out
+
+
+def _group_text(group: dict[str, Any]) -> str:
+    """``key=value, ...`` of a table's group; empty without groups."""
+    return ", ".join(f"{k}={format_axis_value(v)}" for k, v in group.items())
+
+
+def _domain_corner(table: DomainTable) -> str:
+    return f"{table.row_axis} \\ {table.col_axis}"
+
+
+def _domain_cell_parts(table: DomainTable, i: int, j: int, fmt: str, sem: bool) -> tuple[str, str]:
+    """Column j's cell of row i (j == len(domains) is Avg) as value text and an n/e suffix."""
+    if j == len(table.domains):
+        mean, err, suffix = table.avg[i], table.avg_sem[i], ""
+    else:
+        mean, err = table.means[i][j], table.sems[i][j]
+        n = table.counts[i][j]
+        suffix = f" ({n}/{table.expected})" if 0 < n < table.expected else ""
+    value = format_value(mean, "mean", fmt)
+    if sem and mean is not None and err is not None:
+        plus_minus = "$\\pm$" if fmt == "latex" else "±"
+        value = f"{value} {plus_minus} {format_value(err, 'sem', fmt)}"
+    return value, suffix
+
+
+def _csv_domain_tables(tables: Sequence[DomainTable]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if tables:
+        first = tables[0]
+        head = [*first.group, first.row_axis, first.col_axis]
+        writer.writerow([*head, "mean", "sem", "n", "expected", "best"])
+    for table in tables:
+        group = [_csv_scalar(v) for v in table.group.values()]
+        n_domains = len(table.domains)
+        for i, row in enumerate(table.rows):
+            for j, domain in enumerate([*table.domains, DOMAIN_AVERAGE]):
+                if j < n_domains:
+                    mean, err = table.means[i][j], table.sems[i][j]
+                    n, expected = table.counts[i][j], table.expected
+                else:
+                    mean, err = table.avg[i], table.avg_sem[i]
+                    n, expected = sum(table.counts[i]), table.expected * n_domains
+                writer.writerow(
+                    [
+                        *group,
+                        _csv_scalar(row),
+                        _csv_scalar(domain),
+                        format_value(mean, "mean", "csv"),
+                        format_value(err, "sem", "csv"),
+                        str(n),
+                        str(expected),
+                        "true" if table.best[j] == i else "false",
+                    ]
+                )
+    return buffer.getvalue()
+
+
+def _json_domain_tables(tables: Sequence[DomainTable]) -> str:
+    out = [
+        {
+            "group": {k: _json_scalar(v) for k, v in table.group.items()},
+            "row_axis": table.row_axis,
+            "col_axis": table.col_axis,
+            "rows": [_json_scalar(v) for v in table.rows],
+            "cols": [*(_json_scalar(v) for v in table.domains), DOMAIN_AVERAGE],
+            "metric": table.metric,
+            "direction": table.direction,
+            "means": [
+                [_json_scalar(v) for v in [*row, avg]]
+                for row, avg in zip(table.means, table.avg, strict=True)
+            ],
+            "sems": [
+                [_json_scalar(v) for v in [*row, avg]]
+                for row, avg in zip(table.sems, table.avg_sem, strict=True)
+            ],
+            "counts": table.counts,
+            "expected": table.expected,
+            "best": table.best,
+        }
+        for table in tables
+    ]
+    return json.dumps(out, indent=2, allow_nan=False) + "\n"
 
 
 def _corner(table: GridTable) -> str:
