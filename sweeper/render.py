@@ -92,7 +92,7 @@ def format_value(value: float | None, agg: str, fmt: str = "markdown") -> str:
 
 def group_label(table: GridTable) -> str:
     """The table's group as ``optimizer=adam, sam_rho=0.02``; empty without groups."""
-    return ", ".join(f"{k}={format_axis_value(v)}" for k, v in table.group.items())
+    return _group_text(table.group)
 
 
 def grid_title(study: str, tables: Sequence[GridTable]) -> str:
@@ -151,12 +151,7 @@ def rich_tables(tables: Sequence[GridTable], *, title: str) -> list[Table]:
     for n, table in enumerate(tables):
         label = group_label(table)
         caption = f"{title}; best cell in bold, marked *" if label else "best cell marked *"
-        rich = Table(
-            title=_unwrapped(label or title),
-            caption=_unwrapped(caption) if n == len(tables) - 1 else None,
-            title_justify="left",
-            caption_justify="left",
-        )
+        rich = _rich_shell(label or title, caption if n == len(tables) - 1 else None)
         rich.add_column(Text(_corner(table)), justify="left")
         for col in table.cols:
             rich.add_column(Text(format_axis_value(col)), justify="right")
@@ -298,12 +293,7 @@ def rich_domain_tables(
     for n, table in enumerate(tables):
         label = _group_text(table.group)
         caption = f"{title}; best per column in bold, marked *" if label else "best per column *"
-        rich = Table(
-            title=_unwrapped(label or title),
-            caption=_unwrapped(caption) if n == len(tables) - 1 else None,
-            title_justify="left",
-            caption_justify="left",
-        )
+        rich = _rich_shell(label or title, caption if n == len(tables) - 1 else None)
         rich.add_column(Text(_domain_corner(table)), justify="left")
         for domain in table.domains:
             rich.add_column(Text(format_axis_value(domain)), justify="right")
@@ -320,6 +310,16 @@ def rich_domain_tables(
             rich.add_row(*cells)
         out.append(rich)
     return out
+
+
+def _rich_shell(title: str, caption: str | None) -> Table:
+    """An empty rich table with a left-justified, unwrapped title and (optional) caption."""
+    return Table(
+        title=_unwrapped(title),
+        caption=_unwrapped(caption) if caption is not None else None,
+        title_justify="left",
+        caption_justify="left",
+    )
 
 
 def _group_text(group: dict[str, Any]) -> str:

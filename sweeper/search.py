@@ -26,7 +26,6 @@ learns whether the "off" end is good, while the task sees an exact 0.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,8 +348,3 @@ class PruneCheck:
         storage = self._ostudy._storage
         storage.set_trial_intermediate_value(self._trial_id, epoch, value)
         return bool(self._pruner.prune(self._ostudy, storage.get_trial(self._trial_id)))
-
-
-def proposals_from_rows(rows: Sequence[tuple[int, str, str]]) -> list[Proposal]:
-    """`Proposal`s from stored (number, params JSON, raw JSON) rows."""
-    return [Proposal(n, json.loads(params), json.loads(raw)) for n, params, raw in rows]

@@ -161,6 +161,7 @@ class Store:
         self._kept = threading.local()
         self._kept_all: list[Connection] = []
         self._kept_lock = threading.Lock()
+        self._has_proposals = False  # set by `_proposals` once the table is seen
         try:
             self._init_schema(create)
         except DBAPIError as exc:
@@ -387,8 +388,12 @@ class Store:
         return result.rowcount
 
     def _proposals(self, conn: Connection, study_id: int) -> list[Proposal]:
-        if ProposalRow.__tablename__ not in inspect(conn).get_table_names():
-            return []  # a database from before searched studies, opened read-only
+        if not self._has_proposals:
+            # A database from before searched studies, opened read-only, has no such table;
+            # look again (once found, never again) in case another process has added it.
+            self._has_proposals = ProposalRow.__tablename__ in inspect(conn).get_table_names()
+            if not self._has_proposals:
+                return []
         rows = conn.execute(
             select(ProposalRow.number, ProposalRow.params, ProposalRow.raw)
             .where(ProposalRow.study_id == study_id)

@@ -173,10 +173,10 @@ class _Search:
             self.study, proposals, self.store.search_trials(self.study_id, self.curve)
         )
         raw_of = {canonical_json(p.params): p.raw for p in proposals}
+        done = [c for c in history if c.state != search.RUNNING]
         for t in trials:
             raw = raw_of.get(self.params[t.trial_id])
             if raw is not None:
-                done = [c for c in history if c.state != search.RUNNING]
                 self.checks[t.trial_id] = search.PruneCheck(self.study, done, raw)
 
     def should_prune(self, trial_id: int, epoch: int, value: float) -> bool:
