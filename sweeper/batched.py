@@ -1,24 +1,50 @@
 """Many small MLPs trained as one: stacked weights, hand-written backward, batched optimizers.
 
-Member ``m`` of a `StackedMLP` is an independent model: every operation below is either a
-batched matrix product over the member dimension or element-wise, so no number of one member
-ever reaches another (a member that diverges to NaN leaves the others untouched).
+Two implementations of the same members, with one interface (`shuffle`, `batch_loss_and_grad`,
+`mse`, `column`, `unstack`):
 
-All parameters live in one flat buffer ``flat[M, P]`` with per-layer views into it, so an
-optimizer step is a handful of element-wise operations on ``[M, P]`` whatever the depth, and
-gradients land in a matching ``grad[M, P]``. The math follows PyTorch exactly (``nn.Linear``,
-``torch.optim.SGD``, ``torch.optim.Adam`` with coupled weight decay, and SAM as in
-davda54/sam), so that in float64 a member reproduces a per-trial run to rounding error.
+- `LaneMLP` (CPU, the default): one member per SIMD lane, forward and backward in one call of
+  the C kernel `sweeper.native` compiles (``stacked_mlp.c``). Parameters ``flat[blocks, P,
+  lanes]``.
+- `StackedMLP` (any device, and the fallback where no C compiler works): batched matrix
+  products over the member dimension in PyTorch. Parameters ``flat[M, P]``.
+
+Either way every operation is per member (a matrix product of one member's numbers, or
+element-wise), so no number of one member ever reaches another: a member that diverges to NaN
+leaves the others untouched. All parameters live in one buffer with the parameter axis at
+dim 1, so an optimizer step is a handful of element-wise operations on it whatever the depth,
+and per-member values (`column`) broadcast against it. The math follows PyTorch exactly
+(``nn.Linear``, ``torch.optim.SGD``, ``torch.optim.Adam`` with coupled weight decay, and SAM as
+in davda54/sam), so that in float64 a member reproduces a per-trial run to rounding error.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+    from sweeper.native import Kernel
+
+#: per member, per layer ``(weight [out, in], bias [out])``, as ``nn.Linear`` holds them.
+Layers = Sequence[Sequence[tuple["torch.Tensor", "torch.Tensor"]]]
+
+
+def _member_rows(layers: Layers, rows: int) -> torch.Tensor:
+    """``[rows, P]``: member m's parameters in row m (per layer weight transposed to ``[in,
+    out]``, then bias), zeros in rows past the last member."""
+    import torch
+
+    first = [torch.cat([w.t().flatten(), b]) for w, b in layers[0]]
+    size = sum(len(part) for part in first)
+    out = torch.zeros(rows, size, dtype=layers[0][0][0].dtype)
+    for m, member in enumerate(layers):
+        out[m] = torch.cat([torch.cat([w.t().flatten(), b]) for w, b in member])
+    return out
 
 
 @dataclass
@@ -64,6 +90,36 @@ class StackedMLP:
             w.copy_(torch.stack([member[k][0].t() for member in layers]))
             b.copy_(torch.stack([member[k][1] for member in layers]).unsqueeze(1))
             self.layers.append(_Layer(w, b))
+
+    def column(self, values: Sequence[float]) -> torch.Tensor:
+        """Per-member values as ``[M, 1]``, to broadcast against `flat`."""
+        import torch
+
+        return torch.tensor(values, dtype=self.flat.dtype, device=self.flat.device).unsqueeze(1)
+
+    def unstack(self, t: torch.Tensor) -> torch.Tensor:
+        """``[M, ...]`` rows of a tensor laid out like `flat` (or a `column`), one per member."""
+        return t
+
+    def shuffle(self, x: torch.Tensor, y: torch.Tensor, perms: torch.Tensor) -> None:
+        """Set this epoch's batch order: member m's batches run through ``perms[m]`` ``[M, n]``.
+
+        Args:
+            x: training inputs ``[n, in]``; y: targets ``[n]``.
+        """
+        self._x_epoch, self._y_epoch = x[perms], y[perms].unsqueeze(2)  # [M, n, in], [M, n, 1]
+
+    def batch_loss_and_grad(self, start: int, stop: int) -> torch.Tensor:
+        """Loss ``[M]`` and gradient of the epoch's batch ``start:stop`` (see `shuffle`)."""
+        return self.loss_and_grad(self._x_epoch[:, start:stop], self._y_epoch[:, start:stop])
+
+    def mse(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member mean squared error on ``x [N, in]``, ``y [N]`` shared by all, float64 [M]."""
+        import torch
+
+        with torch.no_grad():
+            out = self.predict(x)
+        return (out - y.view(1, -1, 1)).square().mean(dim=(1, 2)).to(torch.float64).cpu()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Outputs ``[M, B, out]`` for inputs ``[M, B, in]``, and the activations backward needs."""
@@ -116,12 +172,110 @@ class StackedMLP:
         return loss
 
 
-class BatchedOptimizer:
-    """SGD or Adam over ``flat[M, P]`` with per-member learning rate and weight decay.
+class LaneMLP:
+    """The members of a `StackedMLP`, one per SIMD lane, trained by the C kernel (CPU only).
 
-    Matches ``torch.optim.SGD(lr, momentum, weight_decay)`` (dampening 0, no Nesterov) and
+    ``flat[blocks, P, lanes]`` holds member ``m`` at ``flat[m // lanes, :, m % lanes]``; lanes
+    past the last member (when M is not a multiple of `lanes`) hold zeros, learn with rate 0
+    (their `column` values are 0) and are never read back.
+
+    Args:
+        layers: as for `StackedMLP`; float32 or float64.
+        scale: the output is ``scale * sigmoid(z)``.
+        kernel: `sweeper.native.load` for the layers' precision.
+    """
+
+    def __init__(self, layers: Layers, scale: float, kernel: Kernel) -> None:
+        import torch
+
+        self.kernel, self.scale = kernel, scale
+        self.size = len(layers)  # members
+        lanes = kernel.lanes
+        blocks = -(-self.size // lanes)
+        rows = _member_rows(layers, blocks * lanes)
+        self.flat = rows.view(blocks, lanes, -1).transpose(1, 2).contiguous()
+        self.grad = torch.zeros_like(self.flat)
+        widths = [layers[0][0][0].shape[1]] + [w.shape[0] for w, _ in layers[0]]
+        if widths[-1] != 1:
+            raise ValueError(f"LaneMLP needs one output (got {widths[-1]})")
+        self._widths = (ctypes.c_int64 * len(widths))(*widths)
+        self._depth, self._scratch_per_row = len(widths) - 1, sum(widths) + 2 * max(widths)
+        self._loss = torch.empty(blocks * lanes, dtype=self.flat.dtype)
+        self._work = torch.empty(0, dtype=self.flat.dtype)
+
+    def column(self, values: Sequence[float]) -> torch.Tensor:
+        """Per-member values as ``[blocks, 1, lanes]`` (0 for padding), to broadcast on `flat`."""
+        import torch
+
+        blocks, _, lanes = self.flat.shape
+        out = torch.zeros(blocks * lanes, dtype=self.flat.dtype)
+        out[: self.size] = torch.tensor(values, dtype=self.flat.dtype)
+        return out.view(blocks, 1, lanes)
+
+    def unstack(self, t: torch.Tensor) -> torch.Tensor:
+        """``[M, ...]``: one row per member of a tensor laid out like `flat` or a `column`."""
+        blocks, size, lanes = t.shape
+        return t.transpose(1, 2).reshape(blocks * lanes, size)[: self.size]
+
+    def shuffle(self, x: torch.Tensor, y: torch.Tensor, perms: torch.Tensor) -> None:
+        """Set this epoch's batch order, as `StackedMLP.shuffle`."""
+        import torch
+
+        blocks, _, lanes = self.flat.shape
+        idx = torch.zeros(blocks * lanes, perms.shape[1], dtype=torch.int64)
+        idx[: self.size] = perms
+        self._x, self._y, self._idx = x.contiguous(), y.contiguous(), idx
+
+    def batch_loss_and_grad(self, start: int, stop: int) -> torch.Tensor:
+        """Loss ``[M]`` and gradient (into `grad`) of the epoch's batch ``start:stop``."""
+        offset = start * self._idx.element_size()
+        self._call(self._x, self._y, self._idx.data_ptr() + offset, stop - start, grad=True)
+        return self._loss[: self.size].clone()  # the buffer is the next call's
+
+    def mse(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member mean squared error on ``x [N, in]``, ``y [N]`` shared by all, float64 [M]."""
+        import torch
+
+        self._call(x.contiguous(), y.contiguous(), None, len(x), grad=False)
+        return self._loss[: self.size].to(torch.float64).clone()
+
+    def _call(
+        self, x: torch.Tensor, y: torch.Tensor, idx: int | None, batch: int, *, grad: bool
+    ) -> None:
+        import torch
+
+        if x.dtype != self.flat.dtype or y.dtype != self.flat.dtype:
+            raise TypeError(f"inputs must be {self.flat.dtype} (got {x.dtype}, {y.dtype})")
+        need = batch * self._scratch_per_row * self.kernel.lanes
+        if self._work.numel() < need:
+            self._work = torch.empty(need, dtype=self.flat.dtype)
+        blocks, size, _ = self.flat.shape
+        stride = self._idx.shape[1] if idx is not None else 0
+        self.kernel.loss_grad(
+            blocks,
+            self._depth,
+            self._widths,
+            size,
+            self.flat.data_ptr(),
+            self.grad.data_ptr() if grad else None,
+            x.data_ptr(),
+            y.data_ptr(),
+            idx,
+            stride,
+            batch,
+            self.scale,
+            self._loss.data_ptr(),
+            self._work.data_ptr(),
+        )
+
+
+class BatchedOptimizer:
+    """SGD or Adam over a `StackedMLP`'s or `LaneMLP`'s `flat`, per-member lr and weight decay.
+
+    `lr`, `weight_decay` and `momentum` are the net's `column` s. Matches
+    ``torch.optim.SGD(lr, momentum, weight_decay)`` (dampening 0, no Nesterov) and
     ``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay)`` (coupled L2) step for
-    step. `lr` may be changed between steps (schedules) by assigning a new ``[M, 1]`` tensor.
+    step. `lr` may be changed between steps (schedules) by assigning a new column.
     """
 
     def __init__(
@@ -135,7 +289,7 @@ class BatchedOptimizer:
         import torch
 
         self.name, self.flat = name, flat
-        self.lr, self.weight_decay = lr, weight_decay  # [M, 1]
+        self.lr, self.weight_decay = lr, weight_decay  # columns: broadcast against flat
         self.momentum = momentum
         self.steps = 0
         self.use_wd = bool((weight_decay != 0).any())
@@ -194,10 +348,10 @@ def sam_ascent(grad: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     """SAM's first step: ``e = rho * g / (||g|| + 1e-12)`` with one L2 norm per member.
 
     Args:
-        grad: ``[M, P]`` gradients at w.
-        rho: ``[M, 1]`` neighbourhood sizes (0: no perturbation).
+        grad: gradients at w, laid out like a net's `flat` (parameters at dim 1).
+        rho: neighbourhood sizes, the net's `column` (0: no perturbation).
     Returns:
-        ``e`` ``[M, P]``, to add to the weights before the second gradient.
+        ``e`` laid out like `grad`, to add to the weights before the second gradient.
     """
     norm = grad.norm(dim=1, keepdim=True)
     ascent: torch.Tensor = grad * (rho / (norm + 1e-12))

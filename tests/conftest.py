@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compiled C kernels go to a temporary directory, not the user's ~/.cache/sweeper.
+
+    Set in the environment, so worker processes the tests start use it too.
+    """
+    os.environ["SWEEPER_CACHE_DIR"] = str(tmp_path_factory.mktemp("kernels"))
+
+
 @pytest.fixture(autouse=True)
 def _no_results_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never touch the repository's results.db: run them in a temporary directory."""

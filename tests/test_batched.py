@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweeper.batched import BatchedOptimizer, StackedMLP, sam_ascent
+from sweeper import native
+from sweeper.batched import BatchedOptimizer, LaneMLP, StackedMLP, sam_ascent
 from sweeper.tasks.obesity import ObesityParams, TrainResult, build_model, load_split, train_one
 from sweeper.tasks.obesity_batched import train_group
 
@@ -22,10 +23,21 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
 
 
+@pytest.fixture(params=["kernel", "torch"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C kernel (`LaneMLP`) and with PyTorch's batched products."""
+    if request.param == "kernel":
+        if native.load("double") is None:
+            pytest.skip("the C kernel does not compile here (no working C compiler)")
+    else:
+        monkeypatch.setenv(native.ENABLE_ENV, "0")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize(("wd", "rho"), [(0.0, 0.0), (1e-3, 0.0), (0.0, 0.05), (1e-2, 0.1)])
 def test_float64_members_match_per_trial_runs(
-    data_dir: Path, optimizer: str, wd: float, rho: float
+    data_dir: Path, optimizer: str, wd: float, rho: float, implementation: str
 ) -> None:
     lrs = [3e-3, 2e-2] if optimizer == "sgd" else [1e-3, 2e-2]
     base = {"optimizer": optimizer, "weight_decay": wd, "sam_rho": rho, "dtype": "float64"}
@@ -164,6 +176,117 @@ def _random_net(members: int, dtype: torch.dtype) -> tuple[StackedMLP, list[torc
         for model in models
     ]
     return StackedMLP(layers, 7.0), models
+
+
+def _lane_net(members: int, real: str) -> tuple[LaneMLP, list[torch.nn.Module]]:
+    kernel = native.load(real)
+    if kernel is None:
+        pytest.skip("the C kernel does not compile here (no working C compiler)")
+    dtype = torch.float32 if real == "float" else torch.float64
+    models = [build_model(seed, "float64").to(dtype) for seed in range(members)]
+    layers = [
+        [(m.weight.detach(), m.bias.detach()) for m in model if isinstance(m, torch.nn.Linear)]
+        for model in models
+    ]
+    return LaneMLP(layers, 7.0, kernel), models
+
+
+def _autograd(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    """Loss and flat gradient (weights transposed, then biases, per layer) by autograd."""
+    model.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    grads = [
+        g
+        for m in model
+        if isinstance(m, torch.nn.Linear)
+        for g in (m.weight.grad.t().flatten(), m.bias.grad)
+    ]
+    return loss.item(), torch.cat(grads)
+
+
+@pytest.mark.parametrize(("real", "rtol"), [("double", 1e-11), ("float", 2e-4)])
+def test_lane_kernel_matches_autograd_member_by_member(real: str, rtol: float) -> None:
+    # 6 members: not a multiple of the lanes (4 or 8), so the last block is padded.
+    net, models = _lane_net(6, real)
+    dtype = net.flat.dtype
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=gen, dtype=dtype) * 3
+    y = torch.rand(200, generator=gen, dtype=dtype) * 7
+    perms = torch.stack([torch.randperm(200, generator=gen) for _ in models])
+    net.shuffle(x, y, perms)
+    loss = net.batch_loss_and_grad(32, 64)  # each member its own rows perms[m, 32:64]
+    grads = net.unstack(net.grad)
+    for i, model in enumerate(models):
+        rows = perms[i, 32:64]
+        ref_loss, ref_grad = _autograd(model, x[rows], y[rows].unsqueeze(1))
+        assert math.isclose(float(loss[i]), ref_loss, rel_tol=rtol)
+        scale = float(ref_grad.abs().max())
+        assert float((grads[i] - ref_grad).abs().max()) <= rtol * scale, i
+    # Evaluation on a set shared by every member.
+    with torch.no_grad():
+        ref = [float(torch.nn.functional.mse_loss(m(x), y.unsqueeze(1))) for m in models]
+    for got, want in zip(net.mse(x, y).tolist(), ref, strict=True):
+        assert math.isclose(got, want, rel_tol=rtol)
+
+
+def test_lane_kernel_keeps_a_nan_member_to_itself() -> None:
+    net, _ = _lane_net(3, "double")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 16, generator=gen, dtype=torch.float64)
+    y = torch.rand(64, generator=gen, dtype=torch.float64) * 7
+    net.shuffle(x, y, torch.stack([torch.randperm(64, generator=gen) for _ in range(3)]))
+    clean = net.batch_loss_and_grad(0, 32)
+    clean_grad = net.unstack(net.grad).clone()
+    net.flat[0, 20, 1] = float("nan")  # one weight of member 1 (block 0, lane 1)
+    loss = net.batch_loss_and_grad(0, 32)
+    grads = net.unstack(net.grad)
+    assert math.isnan(float(loss[1])) and grads[1].isnan().any()
+    for i in (0, 2):
+        assert float(loss[i]) == float(clean[i])
+        assert torch.equal(grads[i], clean_grad[i])
+
+
+def test_float32_member_results_do_not_depend_on_their_group(data_dir: Path) -> None:
+    # With the kernel a member's numbers never meet another's and its lane position does not
+    # change its arithmetic, so how workers split a study into groups changes nothing, even in
+    # float32: bit for bit.
+    if native.load("float") is None:
+        pytest.skip("the C kernel does not compile here (no working C compiler)")
+    members = [
+        (ObesityParams(optimizer="adam", lr=lr, weight_decay=1e-3, sam_rho=rho, epochs=4), s)
+        for lr, rho, s in [(3e-3, 0.05, 0), (1e-3, 0.02, 1), (2e-2, 0.1, 2)]
+    ]
+    data = load_split(members[0][0], data_dir)
+    together = train_group(members, data)
+    alone = train_group(members[2:], data)[0]
+    reordered = train_group([members[2], members[0]], data)
+    assert isinstance(together[2], TrainResult) and isinstance(alone, TrainResult)
+    assert together[2].metrics == alone.metrics
+    assert together[2].curves == alone.curves
+    assert isinstance(reordered[0], TrainResult) and isinstance(reordered[1], TrainResult)
+    assert reordered[0].metrics == alone.metrics
+    assert reordered[1].metrics == together[0].metrics  # type: ignore[union-attr]
+
+
+def test_without_a_compiler_the_torch_products_take_over(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "cache"))
+    native.load.cache_clear()
+    try:
+        assert native.load("double") is None
+        members = [(ObesityParams(lr=1e-3, epochs=2, dtype="float64"), s) for s in (0, 1)]
+        data = load_split(members[0][0], data_dir)
+        for (params, seed), got in zip(members, train_group(members, data), strict=True):
+            assert isinstance(got, TrainResult)
+            want = train_one(params, seed, data).metrics["test_mse"]
+            assert _rel(got.metrics["test_mse"], want) < 1e-8
+    finally:
+        native.load.cache_clear()
 
 
 def test_hand_written_backward_matches_autograd() -> None:

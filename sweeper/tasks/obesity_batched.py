@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from sweeper.batched import BatchedOptimizer, StackedMLP, sam_ascent
+from sweeper.batched import BatchedOptimizer, LaneMLP, Layers, StackedMLP, sam_ascent
 from sweeper.tasks.obesity import (
     OUTPUT_SCALE,
     ObesityParams,
@@ -57,9 +57,9 @@ def train_group(
     def tensor(a: object) -> torch.Tensor:
         return torch.as_tensor(a, dtype=dtype, device=device)
 
-    x_train, y_train = tensor(data.x_train), tensor(data.y_train).unsqueeze(1)
-    x_val, y_val = tensor(data.x_val), tensor(data.y_val).unsqueeze(1)
-    x_test, y_test = tensor(data.x_test), tensor(data.y_test).unsqueeze(1)
+    x_train, y_train = tensor(data.x_train), tensor(data.y_train)
+    x_val, y_val = tensor(data.x_val), tensor(data.y_val)
+    x_test, y_test = tensor(data.x_test), tensor(data.y_test)
     n_train, has_val = len(x_train), len(data.x_val) > 0
 
     layers = []
@@ -67,20 +67,17 @@ def train_group(
         model = build_model(seed, params.dtype)
         linears = [mod for mod in model.modules() if isinstance(mod, torch.nn.Linear)]
         layers.append([(lin.weight.detach(), lin.bias.detach()) for lin in linears])
-    net = StackedMLP(layers, OUTPUT_SCALE, device=device)
-
-    def column(values: list[float]) -> torch.Tensor:
-        return tensor(values).unsqueeze(1)  # [M, 1]
+    net = _stacked(layers, first.dtype, device)
 
     base_lr = [p.lr for p, _ in members]
     opt = BatchedOptimizer(
         first.optimizer,
         net.flat,
-        lr=column(base_lr),
-        weight_decay=column([p.weight_decay for p, _ in members]),
-        momentum=column([p.momentum for p, _ in members]),
+        lr=net.column(base_lr),
+        weight_decay=net.column([p.weight_decay for p, _ in members]),
+        momentum=net.column([p.momentum for p, _ in members]),
     )
-    rho = column([p.sam_rho for p, _ in members])
+    rho = net.column([p.sam_rho for p, _ in members])
     use_sam = first.sam_rho > 0
     # Learning rates per epoch from PyTorch's own scheduler (one parameter group per member),
     # so each member gets bit for bit the schedule its per-trial run would.
@@ -96,25 +93,25 @@ def train_group(
     val_curve = torch.empty(first.n_epochs, m, dtype=torch.float64) if has_val else None
     failed: dict[int, str] = {}
     batch = first.batch_size
+    saved = torch.empty_like(net.flat) if use_sam else None
     for epoch in range(first.n_epochs):
-        perms = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(device)
-        x_epoch, y_epoch = x_train[perms], y_train[perms]  # [M, n, 16], [M, n, 1]
+        perms = torch.stack([torch.randperm(n_train, generator=g) for g in generators])
+        net.shuffle(x_train, y_train, perms.to(device))
         loss_sum = torch.zeros(m, dtype=dtype, device=device)
         for start in range(0, n_train, batch):
-            xb = x_epoch[:, start : start + batch]
-            yb = y_epoch[:, start : start + batch]
-            loss = net.loss_and_grad(xb, yb)
-            if use_sam:
+            stop = min(start + batch, n_train)
+            loss = net.batch_loss_and_grad(start, stop)
+            if saved is not None:
                 # SAM: ascend to w + e(w), take the gradient there, restore w, step from w.
-                saved = net.flat.clone()
+                saved.copy_(net.flat)
                 net.flat.add_(sam_ascent(net.grad, rho))
-                net.loss_and_grad(xb, yb)
+                net.batch_loss_and_grad(start, stop)
                 net.flat.copy_(saved)
             opt.step(net.grad)
-            loss_sum += loss * xb.shape[1]
+            loss_sum += loss * (stop - start)
         train_curve[epoch] = loss_sum.to(torch.float64).cpu() / n_train
         if val_curve is not None:
-            val_curve[epoch] = _mse(net, x_val, y_val)
+            val_curve[epoch] = net.mse(x_val, y_val)
         for i in torch.nonzero(~torch.isfinite(train_curve[epoch])).flatten().tolist():
             if i not in failed:
                 value = float(train_curve[epoch, i])
@@ -122,12 +119,12 @@ def train_group(
         if scheduler is not None:
             scheduler.optimizer.step()  # a no-op (no gradients); keeps PyTorch's order check quiet
             scheduler.step()
-            opt.lr = column([g["lr"] for g in scheduler.optimizer.param_groups])
+            opt.lr = net.column([g["lr"] for g in scheduler.optimizer.param_groups])
         heartbeat()
 
-    finals = {"train_mse": _mse(net, x_train, y_train), "test_mse": _mse(net, x_test, y_test)}
+    finals = {"train_mse": net.mse(x_train, y_train), "test_mse": net.mse(x_test, y_test)}
     if has_val:
-        finals["val_mse"] = _mse(net, x_val, y_val)
+        finals["val_mse"] = net.mse(x_val, y_val)
     results: list[TrainResult | str] = []
     for i in range(m):
         if i in failed:
@@ -145,10 +142,13 @@ def train_group(
     return results
 
 
-def _mse(net: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-member mean squared error on a set shared by all members, as float64 ``[M]``."""
-    import torch
+def _stacked(layers: Layers, dtype: str, device: str) -> StackedMLP | LaneMLP:
+    """The group as one net: the C kernel's `LaneMLP` on CPU where it compiles, else PyTorch's."""
+    from sweeper import native
 
-    with torch.no_grad():
-        out = net.predict(x)
-    return (out - y).square().mean(dim=(1, 2)).to(torch.float64).cpu()
+    kernel = None
+    if device == "cpu" and native.enabled():
+        kernel = native.load("float" if dtype == "float32" else "double")
+    if kernel is not None:
+        return LaneMLP(layers, OUTPUT_SCALE, kernel)
+    return StackedMLP(layers, OUTPUT_SCALE, device=device)
