@@ -571,8 +571,9 @@ class Store:
         """Claim up to `limit` queued trials of one batching group for `worker`.
 
         The group is that of the oldest queued trial. With `share` workers sharing the study,
-        a worker takes at most ``ceil(unfinished_in_group / share)`` so that the group's trials
-        are spread evenly over the workers. Trials whose lease expired are re-queued first.
+        a worker takes at most ``ceil(group_size / share)`` (all the group's trials, in any
+        state), so that a group is trained in `share` equal parts rather than in ever smaller
+        leftovers. Trials whose lease expired are re-queued first.
 
         Returns:
             The claimed trials (empty when nothing is queued). On a lost race (another worker
@@ -602,10 +603,10 @@ class Store:
                     return []
                 group = first[0]
                 if share > 1:
-                    # Split what is left of the group (queued or already running) evenly, so
-                    # the second worker takes as much as the first, not half the remainder.
-                    unfinished = conn.scalar(sql.unfinished, {"sid": study_id, "group": group}) or 0
-                    limit = max(1, min(limit, math.ceil(unfinished / share)))
+                    # Split the whole group evenly: the second worker takes as much as the
+                    # first, and a worker coming back for the rest takes all of it, not half.
+                    size = conn.scalar(sql.group_size, {"sid": study_id, "group": group}) or 0
+                    limit = max(1, min(limit, math.ceil(size / share)))
                 ids = list(
                     conn.scalars(sql.group_ids, {"sid": study_id, "group": group, "limit": limit})
                 )
@@ -865,7 +866,7 @@ class _Statements:
     requeue_expired: Executable
     take_oldest: Executable
     oldest_group: Executable
-    unfinished: Executable
+    group_size: Executable
     group_ids: Executable
     take_ids: Executable
     record: Executable
@@ -935,10 +936,8 @@ def _statements(dialect: str) -> _Statements:
         .values(**take)
         .returning(*taken),
         oldest_group=select(TrialRow.group_key).where(*queued).order_by(TrialRow.id).limit(1),
-        unfinished=select(func.count()).where(
-            TrialRow.study_id == bindparam("sid"),
-            TrialRow.group_key == bindparam("group"),
-            TrialRow.state.in_(("queued", "running")),
+        group_size=select(func.count()).where(
+            TrialRow.study_id == bindparam("sid"), TrialRow.group_key == bindparam("group")
         ),
         group_ids=group_ids,
         take_ids=update(TrialRow)

@@ -103,6 +103,13 @@ def test_group_claims_take_one_group_and_share_it(db_url: str) -> None:
     shared = store.claim(sid, worker(2), limit=100, share=2)
     assert len(shared) == 2  # half of the 4 queued trials of the second group
     assert {t.params["sleep"] for t in shared} == {0.001}
+    # The worker that comes back for the rest takes all of it: half the group, not half of
+    # what is left (groups shrinking 2, 1, 1... would each pay a whole group's overhead).
+    done = [TrialOutcome(t.trial_id, {"loss": 1.0}) for t in shared]
+    assert store.record(worker(2), done, "loss") == 2
+    rest = store.claim(sid, worker(2), limit=100, share=2)
+    assert len(rest) == 2 and {t.params["sleep"] for t in rest} == {0.001}
+    assert store.claim(sid, worker(1), limit=100, share=2) == []
 
 
 def test_expired_lease_is_requeued_and_the_attempt_noted(db_url: str) -> None:
