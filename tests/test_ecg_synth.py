@@ -125,6 +125,21 @@ def test_device_shift_mains_frequency_rate_gain_and_length(tmp_path: Path) -> No
     assert amp["CPSC"] > 1.5 * amp["Ningbo"]
 
 
+def test_every_domain_blends_its_leads_its_own_way() -> None:
+    from sweeper.ecg.synth import _lead_mixing
+
+    mixes = [_lead_mixing(0, d, STYLES[name], 1.0) for d, name in enumerate(DOMAINS)]
+    # Far from the identity, and far from each other: no device is a copy of another.
+    for m in mixes:
+        assert np.linalg.norm(m - np.eye(len(LEADS))) > 0.5
+    for i in range(len(mixes)):
+        for j in range(i):
+            assert np.linalg.norm(mixes[i] - mixes[j]) > 0.5
+    # Fixed per domain (a property of its device), and off at shift strength 0.
+    assert np.array_equal(mixes[2], _lead_mixing(0, 2, STYLES[DOMAINS[2]], 1.0))
+    assert np.array_equal(_lead_mixing(0, 2, STYLES[DOMAINS[2]], 0.0), np.eye(len(LEADS)))
+
+
 def test_refuses_to_overwrite_other_data_and_replaces_a_synthetic_set(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()

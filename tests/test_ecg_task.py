@@ -172,6 +172,23 @@ def test_data_checks_say_what_to_run(tmp_path: Path, data_dir: Path) -> None:
     assert len(list((tmp_path / "cache").glob("ecg-*.npz"))) == 1
 
 
+def test_a_set_from_an_older_generator_must_be_made_again(tmp_path: Path, data_dir: Path) -> None:
+    import json
+    import shutil
+
+    from sweeper.ecg.synth import GENERATOR_VERSION, MANIFEST
+
+    old = tmp_path / "old"
+    shutil.copytree(data_dir / "ecg_synth", old / "ecg_synth")
+    manifest = json.loads((old / "ecg_synth" / MANIFEST).read_text())
+    (old / "ecg_synth" / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    message = (
+        rf"older synthetic ECG generator \(version 1, this sweeper writes {GENERATOR_VERSION}\)"
+    )
+    with pytest.raises(DataError, match=message + r".*sweeper data synth-ecg .*ecg_synth"):
+        get_task("ecg").check_data(TINY, old)
+
+
 def test_swa_needs_epochs_after_the_cosine() -> None:
     with pytest.raises(StudyFileError, match="make t_max < epochs"):
         get_task("ecg").group_key({**TINY, "method": "swa", "t_max": 3, "epochs": 3})

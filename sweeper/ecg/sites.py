@@ -55,6 +55,8 @@ class DomainStyle:
         placement: where the site puts the chest electrodes, in electrode spacings (+0.5: half
             way towards the next position), so V1..V6 record a blend of neighbouring positions.
         emg_mv: amplitude of muscle-noise bursts (20-45 Hz, 0.3-1.5 s long).
+        mixing: strength of the device's own blend of the 12 leads (a fixed random matrix per
+            domain, see `sweeper.ecg.synth`).
         hr_factor: the site's annotation convention: every rhythm's heart-rate range is scaled
             by it (0.9: what this site calls sinus rhythm runs 54-86 bpm, not 60-95), so the
             rate boundaries between SB, NSR and STach differ from site to site.
@@ -81,6 +83,7 @@ class DomainStyle:
     adc_gain: float = 1000.0
     adc_zero: int = 0
     missing_age: float = 0.0
+    mixing: float = 1.0
 
 
 STYLES: dict[str, DomainStyle] = {

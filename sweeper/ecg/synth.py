@@ -17,15 +17,17 @@ the ECG study on this. It is **synthetic**: a hand-written, vectorised ECGSYN-st
   with age, STach less), so AgeReg's auxiliary target is both learnable and label-relevant; a
   few records per domain have ``#Age: NaN`` or ``Unknown``;
 - **a per-domain site and "device"** (`STYLES`): amplitude calibration (0.6 to 1.4) and a
-  per-lead gain error, chest-electrode placement, baseline wander, mains interference (50 Hz,
-  or 60 Hz for the American G12EC), white noise, muscle-noise bursts, a 2nd-order Butterworth
-  low-pass (12 to 150 Hz), the site's heart-rate convention for the rhythm labels, record length
-  (6-24 s for the CPSC sets, 5-10 s for G12EC, 10 s elsewhere), PTB-XL sampled at 1000 Hz,
-  Ningbo stored with ADC gain 500/mV and G12EC with a non-zero ADC baseline. `shift_strength`
-  scales calibration, gain error, placement, wander, mains, noise, bursts and the heart-rate
-  convention (0 turns them off; the filters, rates and lengths stay). Strong enough that a
-  model trained on five domains scores visibly lower on the sixth than on held-out records of
-  its own sources (see the README's ECG section for the measured gap).
+  per-lead gain error, chest-electrode placement, the device's own blend of the 12 leads (a
+  fixed random matrix per domain: no held-out device is a mix of the others), baseline wander,
+  mains interference (50 Hz, or 60 Hz for the American G12EC), white noise, muscle-noise bursts,
+  a 2nd-order Butterworth low-pass (12 to 150 Hz), the site's heart-rate convention for the
+  rhythm labels, record length (6-24 s for the CPSC sets, 5-10 s for G12EC, 10 s elsewhere),
+  PTB-XL sampled at 1000 Hz, Ningbo stored with ADC gain 500/mV and G12EC with a non-zero ADC
+  baseline. `shift_strength` scales calibration, gain error, placement, lead blend, wander,
+  mains, noise, bursts and the heart-rate convention (0 turns them off; the filters, rates and
+  lengths stay). Strong enough
+  that a model trained on five domains scores visibly lower on the sixth than on held-out
+  records of its own sources (see the README's ECG section for the measured gap).
 
 Every record is drawn from its own generator seeded by ``(seed, domain, index)``: the output
 is deterministic, and the first N records of a larger set are exactly the set of size N.
@@ -55,7 +57,7 @@ FloatArray = npt.NDArray[np.float64]
 
 #: the manifest file that marks a directory as a complete synthetic set.
 MANIFEST = "manifest.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: per-domain lead mixing (every domain's device its own)
 
 #: the code written into ``#Dx`` for each synthetic class (RBBB and LBBB as their short codes).
 DX_CODE: dict[str, str] = {
@@ -139,7 +141,9 @@ def generate_record(
     n = int(round(rng.uniform(low, high) * fs)) if high > low else int(round(low * fs))
     hr_factor = 1.0 + shift_strength * (style.hr_factor - 1.0)
     clean = _heart(rng, classes, age, n, fs, hr_factor)
-    signal = _device(rng, clean, style, _lead_gains(seed, d, style, shift_strength), shift_strength)
+    lead_gains = _lead_gains(seed, d, style, shift_strength)
+    mixing = _lead_mixing(seed, d, style, shift_strength)
+    signal = _device(rng, clean, style, lead_gains, mixing, shift_strength)
     # Real Challenge headers carry "NaN" (and other non-numbers) for unknown ages.
     missing = rng.random() < style.missing_age
     age_text = ("NaN" if index % 2 == 0 else "Unknown") if missing else str(int(age))
@@ -408,19 +412,20 @@ def _device(
     clean: FloatArray,
     style: DomainStyle,
     lead_gains: FloatArray,
+    mixing: FloatArray,
     strength: float,
 ) -> FloatArray:
     """What the domain's site and device record of `clean`.
 
-    Electrode placement, calibration and per-lead gain, baseline wander, mains, white noise,
-    muscle bursts, then the device's low-pass filter.
+    Electrode placement, the device's lead mixing, calibration and per-lead gain, baseline
+    wander, mains, white noise, muscle bursts, then the device's low-pass filter.
     """
     from scipy.signal import butter, filtfilt
 
     n_leads, n = clean.shape
     t = np.arange(n) / style.fs
     calibration = (1.0 + strength * (style.calibration - 1.0)) * rng.uniform(0.9, 1.1)
-    signal = _place_chest_leads(clean, strength * style.placement)
+    signal = mixing @ _place_chest_leads(clean, strength * style.placement)
     signal = signal * calibration * lead_gains[:, None]
     wander_f = rng.uniform(0.05, 0.5, (n_leads, 1))
     wander_a = strength * style.wander_mv * rng.uniform(0.3, 1.0, (n_leads, 1))
@@ -480,6 +485,18 @@ def _lead_gains(seed: int, domain: int, style: DomainStyle, strength: float) -> 
     rng = np.random.default_rng([seed, domain, 1_000_003])
     spread = strength * style.gain_error
     return 1.0 + rng.uniform(-spread, spread, len(LEADS))
+
+
+def _lead_mixing(seed: int, domain: int, style: DomainStyle, strength: float) -> FloatArray:
+    """The domain's lead-space distortion ``I + strength * mixing * G``, fixed for the domain.
+
+    G has independent N(0, 1/12) entries drawn once per domain: every device blends the leads
+    in its own direction (cross-talk, electrode and cable differences), so no held-out device is
+    an interpolation of the five a model was trained on.
+    """
+    rng = np.random.default_rng([seed, domain, 2_000_003])
+    n = len(LEADS)
+    return np.eye(n) + strength * style.mixing * rng.standard_normal((n, n)) / math.sqrt(n)
 
 
 def _leads(values: dict[str, float]) -> FloatArray:

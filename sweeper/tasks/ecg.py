@@ -128,7 +128,7 @@ def check_dataset(params: EcgParams, data_dir: Path) -> Path:
         DataError: the directory is missing, or (synthetic) holds no complete synthetic set or
             fewer records per domain than the study uses; the message says what to run.
     """
-    from sweeper.ecg.synth import is_synthetic, read_manifest
+    from sweeper.ecg.synth import GENERATOR_VERSION, is_synthetic, read_manifest
 
     root = dataset_root(params, data_dir)
     if params.dataset == "synthetic":
@@ -138,7 +138,14 @@ def check_dataset(params: EcgParams, data_dir: Path) -> Path:
                 f"{root}`, or point --data-dir (or SWEEPER_DATA_DIR) at a directory holding "
                 f"ecg_synth/"
             )
-        have = read_manifest(root).get("records_per_domain")
+        manifest = read_manifest(root)
+        if manifest.get("version") != GENERATOR_VERSION:
+            raise DataError(
+                f"{root} was made by an older synthetic ECG generator (version "
+                f"{manifest.get('version')}, this sweeper writes {GENERATOR_VERSION}); make it "
+                f"again with `sweeper data synth-ecg {root}`"
+            )
+        have = manifest.get("records_per_domain")
         want = params.records_per_domain
         if isinstance(have, int) and want > have:
             raise DataError(
