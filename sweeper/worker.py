@@ -72,7 +72,9 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
     with Store(db_url) as store:
         info = store.study(study_name)
         task = get_task(info.study.task)
-        batched = options.batched and task.supports_batching
+        # A pruned study is trained per trial wherever the worker was started (`sweeper run`
+        # decides so too): a batched group cannot stop one member epoch by epoch.
+        batched = options.batched and task.supports_batching and not info.study.pruner
         data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
         search = _Search(store, info.id, info.study, task) if info.study.searched else None
         ctx = RunContext(

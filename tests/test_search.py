@@ -473,6 +473,24 @@ def test_pruning_with_successive_halving_runs(tmp_path: Path) -> None:
     assert states["pruned"] > 0 and states["completed"] > 0, states
 
 
+def test_a_worker_asked_to_batch_a_pruned_study_claims_one_trial_at_a_time(
+    tmp_path: Path,
+) -> None:
+    # `sweeper worker` on another host may be started with batching on: the worker itself must
+    # keep a pruned study per trial, since a batched group cannot stop one member.
+    study_file = toy_study(tmp_path, name="toy_pw", budget=8, epochs=10, extra='pruner = "median"')
+    db = f"sqlite:///{tmp_path / 'pw.db'}"
+    with Store(db, create=True) as store:
+        store.save_study(load(study_file), [])
+    run_worker(db, "toy_pw", WorkerOptions(data_dir=None, batched=True, group_size=8))
+    con = sqlite3.connect(tmp_path / "pw.db")
+    starts = [
+        r[0] for r in con.execute("SELECT started_at FROM trials WHERE started_at IS NOT NULL")
+    ]
+    con.close()
+    assert len(starts) > 8 and len(set(starts)) == len(starts)  # one claim per trial
+
+
 def test_a_batched_run_of_a_pruned_study_is_refused(tmp_path: Path) -> None:
     study_file = toy_study(tmp_path, name="toy_p", extra='pruner = "median"')
     proc = sweeper("run", study_file.name, "--executor", "batched", cwd=tmp_path)
