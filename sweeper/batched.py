@@ -36,14 +36,12 @@ Layers = Sequence[Sequence[tuple["torch.Tensor", "torch.Tensor"]]]
 
 def _member_rows(layers: Layers, rows: int) -> torch.Tensor:
     """``[rows, P]``: member m's parameters in row m (per layer weight transposed to ``[in,
-    out]``, then bias), zeros in rows past the last member."""
+    out]``, then bias), zeros in rows past the last member. Both nets' parameter layout."""
     import torch
 
-    first = [torch.cat([w.t().flatten(), b]) for w, b in layers[0]]
-    size = sum(len(part) for part in first)
-    out = torch.zeros(rows, size, dtype=layers[0][0][0].dtype)
-    for m, member in enumerate(layers):
-        out[m] = torch.cat([torch.cat([w.t().flatten(), b]) for w, b in member])
+    flat = [torch.cat([torch.cat([w.t().flatten(), b]) for w, b in member]) for member in layers]
+    out = torch.zeros(rows, len(flat[0]), dtype=flat[0].dtype)
+    out[: len(flat)] = torch.stack(flat)
     return out
 
 
@@ -64,32 +62,22 @@ class StackedMLP:
         scale: the output is ``scale * sigmoid(z)``.
     """
 
-    def __init__(
-        self,
-        layers: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]],
-        scale: float,
-        *,
-        device: str = "cpu",
-    ) -> None:
+    def __init__(self, layers: Layers, scale: float, *, device: str = "cpu") -> None:
         import torch
 
         members = len(layers)
-        shapes = [(w.shape[0], w.shape[1]) for w, _ in layers[0]]
-        size = sum(o * i + o for o, i in shapes)
-        dtype = layers[0][0][0].dtype
         self.members, self.scale = members, scale
-        self.flat = torch.empty(members, size, dtype=dtype, device=device)
+        self.flat = _member_rows(layers, members).to(device)
         self.grad = torch.zeros_like(self.flat)  # same layout: per layer, weight then bias
         self.layers: list[_Layer] = []
         offset = 0
-        for k, (o, i) in enumerate(shapes):
-            w = self.flat[:, offset : offset + o * i].view(members, i, o)
+        for w, _ in layers[0]:
+            o, i = w.shape
+            weight_t = self.flat[:, offset : offset + o * i].view(members, i, o)
             offset += o * i
-            b = self.flat[:, offset : offset + o].view(members, 1, o)
+            bias = self.flat[:, offset : offset + o].view(members, 1, o)
             offset += o
-            w.copy_(torch.stack([member[k][0].t() for member in layers]))
-            b.copy_(torch.stack([member[k][1] for member in layers]).unsqueeze(1))
-            self.layers.append(_Layer(w, b))
+            self.layers.append(_Layer(weight_t, bias))
 
     def column(self, values: Sequence[float]) -> torch.Tensor:
         """Per-member values as ``[M, 1]``, to broadcast against `flat`."""

@@ -159,12 +159,7 @@ def rich_tables(tables: Sequence[GridTable], *, title: str) -> list[Table]:
             cells: list[RenderableType] = [Text(format_axis_value(row))]
             for j in range(len(table.cols)):
                 value, suffix = _cell_parts(table, i, j, "rich")
-                best = table.best == (i, j)
-                text = Text(value, style="bold green" if best else "")
-                # The star keeps the mark visible without colour (pipes, logs, CI).
-                text.append(" *" if best else "")
-                text.append(suffix)
-                cells.append(text)
+                cells.append(_marked(value, suffix, best=table.best == (i, j)))
             rich.add_row(*cells)
         out.append(rich)
     return out
@@ -302,14 +297,18 @@ def rich_domain_tables(
             cells: list[RenderableType] = [Text(format_axis_value(row))]
             for j in range(len(table.domains) + 1):
                 value, suffix = _domain_cell_parts(table, i, j, "rich", sem)
-                best = table.best[j] == i
-                text = Text(value, style="bold green" if best else "")
-                text.append(" *" if best else "")
-                text.append(suffix)
-                cells.append(text)
+                cells.append(_marked(value, suffix, best=table.best[j] == i))
             rich.add_row(*cells)
         out.append(rich)
     return out
+
+
+def _marked(value: str, suffix: str, *, best: bool) -> Text:
+    """A rich cell: the best one bold green and starred (the star shows without colour too)."""
+    text = Text(value, style="bold green" if best else "")
+    text.append(" *" if best else "")
+    text.append(suffix)
+    return text
 
 
 def _rich_shell(title: str, caption: str | None) -> Table:
