@@ -21,14 +21,13 @@ from rich.text import Text
 
 from sweeper.errors import UnknownNameError
 from sweeper.render import (
-    format_axis_value,
     format_value,
     grid_title,
     render_frame,
     render_tables,
     rich_tables,
 )
-from sweeper.report import GridTable, best_configs, grid_tables, status_counts
+from sweeper.report import GridTable, axis_label, best_configs, grid_tables
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -305,7 +304,7 @@ def test_unknown_direction_and_metric(trials: pd.DataFrame) -> None:
     )
 
 
-# --- best_configs and status_counts --------------------------------------------------------
+# --- best_configs --------------------------------------------------------
 
 
 def test_best_configs_ranking(trials: pd.DataFrame) -> None:
@@ -361,26 +360,6 @@ def test_best_configs_without_completed_trials(trials: pd.DataFrame) -> None:
     assert len(best) == 0
 
 
-def test_status_counts(trials: pd.DataFrame) -> None:
-    assert status_counts(trials) == {
-        "queued": 1,
-        "running": 1,
-        "completed": 42,
-        "failed": 4,
-        "pruned": 0,
-    }
-    assert status_counts(pd.DataFrame()) == {
-        "queued": 0,
-        "running": 0,
-        "completed": 0,
-        "failed": 0,
-        "pruned": 0,
-    }
-
-
-# --- render --------------------------------------------------------------------------------
-
-
 def test_format_value_and_axis_value() -> None:
     assert format_value(0.51234, "mean", "markdown") == "0.512"
     assert format_value(0.51234, "mean", "csv") == "0.51234"
@@ -390,7 +369,7 @@ def test_format_value_and_axis_value() -> None:
     none = {fmt: format_value(None, "mean", fmt) for fmt in ("rich", "markdown", "csv", "latex")}
     assert none == {"rich": "—", "markdown": "—", "csv": "", "latex": "--"}
     assert format_value(None, "mean", "json") == "null"
-    assert [format_axis_value(v) for v in (0.0, 1e-4, 1e-3, 3e-5, "adam", 200)] == [
+    assert [axis_label(v) for v in (0.0, 1e-4, 1e-3, 3e-5, "adam", 200)] == [
         "0",
         "0.0001",
         "0.001",
@@ -409,12 +388,27 @@ def test_unknown_format(trials: pd.DataFrame) -> None:
 
 
 def test_title() -> None:
+    from sweeper.study import Study
+
     df = make_trials()
-    assert grid_title("obesity", tables_of(df)) == (
-        "obesity: test_mse, mean over seeds (expected 3 per cell)"
+    study = Study(
+        name="obesity",
+        task="obesity",
+        kind="grid",
+        metric="test_mse",
+        direction="minimize",
+        description="",
+        fixed={},
+        axes=AXES,
+        seeds=(0, 1, 2),
     )
-    assert grid_title("obesity", tables_of(df, groups=["optimizer"], agg="sem")) == (
-        "obesity: test_mse, sem over seeds and sam_rho (expected 6 per cell)"
+    assert grid_title(study, tables_of(df), "mean") == (
+        "obesity: test_mse (minimize), mean over seeds (a complete cell holds 3 trials)"
+    )
+    synthetic = Study(**{**study.__dict__, "fixed": {"dataset": "synthetic"}})
+    assert grid_title(synthetic, tables_of(df, groups=["optimizer"]), "sem") == (
+        "obesity: test_mse (minimize), sem over seeds (a complete cell holds 6 trials)"
+        " [SYNTHETIC data, not real ECGs]"
     )
 
 
