@@ -40,9 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sweeper.plan import PlannedTrial, canonical_json, grid  # noqa: E402
-from sweeper.spec import parse_study  # noqa: E402
 from sweeper.store import Store  # noqa: E402
-from sweeper.study import Study  # noqa: E402
+from sweeper.study import Study, parse_study  # noqa: E402
 from sweeper.tasks import get_task  # noqa: E402
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
@@ -111,7 +110,6 @@ def rows(plan: list[PlannedTrial], rng: random.Random, now: float) -> list[dict[
             "duration": None,
             "value": None,
             "metrics": None,
-            "curves": None,
             "error": None,
             "torch_version": None,
         }
@@ -136,8 +134,9 @@ def rows(plan: list[PlannedTrial], rng: random.Random, now: float) -> list[dict[
             curve = [floor + 3.0 * math.exp(-e / 30.0) + 0.02 * rng.random() for e in range(EPOCHS)]
             test = floor + 0.1 * rng.random()
             metrics = {"test_mse": test, "train_mse": curve[-1], "val_mse": test * 1.01}
+            # The curve goes to its own table (`trial_curves`) once the trial has an id.
             row.update(
-                value=test, metrics=json.dumps(metrics), curves=json.dumps({"train_loss": curve})
+                value=test, metrics=json.dumps(metrics), _curves=json.dumps({"train_loss": curve})
             )
         if state == "failed":
             row["error"] = (
@@ -162,12 +161,29 @@ def generate(url: str, n: int, configs: int) -> float:
         study_id = store.save_study(study, []).study_id  # the study row, no trials
         # The table as the database has it: a bench writes rows, it needs no ORM classes.
         trials = Table("trials", MetaData(), autoload_with=store.engine)
+        curves_table = Table("trial_curves", MetaData(), autoload_with=store.engine)
         with store.engine.begin() as conn:
             for i in range(0, len(plan), CHUNK):
                 batch = rows(plan[i : i + CHUNK], rng, now)
+                curves = {}
                 for r in batch:
                     r["study_id"] = study_id
+                    curve = r.pop("_curves", None)
+                    if curve is not None:
+                        curves[r["key"]] = curve
                 conn.execute(insert(trials), batch)
+                if curves:
+                    ids = dict(
+                        conn.execute(
+                            trials.select()
+                            .with_only_columns(trials.c.key, trials.c.id)
+                            .where(trials.c.study_id == study_id, trials.c.key.in_(list(curves)))
+                        ).all()
+                    )
+                    conn.execute(
+                        insert(curves_table),
+                        [{"trial_id": ids[k], "curves": c} for k, c in curves.items()],
+                    )
         if store.engine.dialect.name == "postgresql":
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE trials")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import platform
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from sweeper import __version__
 from sweeper.errors import SchemaVersionError, StoreError, StudyConflictError, UnknownStudyError
 from sweeper.plan import grid
-from sweeper.spec import parse_study
 from sweeper.store import Store, WorkerId
+from sweeper.store.provenance import git_commit, provenance
+from sweeper.study import parse_study
 from sweeper.tasks import TrialOutcome, get_task
 
 TOY = {
@@ -207,3 +211,53 @@ def test_missing_and_foreign_sqlite_files(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(StoreError, match="is not a sweeper database"):
         Store(f"sqlite:///{other}")
+
+
+def test_provenance_is_saved_with_the_study_and_can_be_set_later(db_url: str) -> None:
+    store, sid = saved(db_url)
+    assert store.study("toy").sweeper_version is None
+    study = study_of()
+    fields = provenance(None)
+    store.save_study(study, grid(study, get_task("toy").group_key), provenance=fields)
+    info = store.study("toy")
+    assert (info.sweeper_version, info.python_version) == (__version__, platform.python_version())
+    assert info.git_commit == fields["git_commit"] and info.code is None
+    assert store.set_provenance(sid, code_hash="h1", code="def task(): ...") is True
+    info = store.study("toy")
+    assert (info.code_hash, info.code, info.sweeper_version) == (
+        "h1",
+        "def task(): ...",
+        __version__,
+    )
+    assert store.set_provenance(sid + 100, code="x") is False
+    with pytest.raises(ValueError) as error:
+        store.set_provenance(sid, commit="abc")
+    assert str(error.value) == (
+        "unknown provenance field commit; choose from: sweeper_version, python_version, "
+        "torch_version, git_commit, code_hash, code"
+    )
+
+
+def test_record_keeps_the_log_and_code_hash_and_curves_apart(db_url: str) -> None:
+    store, sid = saved(db_url, seeds=1, space={"x": [0.5], "y": [0.0]})
+    t = store.claim(sid, worker(1))[0]
+    out = TrialOutcome(t.trial_id, {"loss": 0.5}, {"train_loss": [1.0, 0.5]}, log="epoch 2\n")
+    assert store.record(worker(1), [out], "loss", code_hash="c0ffee") == 1
+    row = store.frame(sid).iloc[0]
+    assert row["log"] == "epoch 2\n" and "curves" not in store.frame(sid).columns
+    assert "log" not in store.frame(sid, bookkeeping=False).columns
+    with store.engine.connect() as conn:
+        assert conn.scalar(text("SELECT code_hash FROM trials")) == "c0ffee"
+    assert store.curves([t.trial_id]) == {t.trial_id: {"train_loss": [1.0, 0.5]}}
+
+
+def test_git_commit_is_that_of_the_study_files_repository(tmp_path: Path) -> None:
+    assert git_commit(tmp_path) is None  # not a repository
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git or the repository's history is not available")
+    assert provenance(repo / "studies" / "toy.toml")["git_commit"] == head

@@ -1,17 +1,16 @@
 """The database schema (SQLAlchemy 2.0 declarative). Only `sweeper.store` imports these classes.
 
-Bump `SCHEMA_VERSION` with every change to these tables and add an upgrade path in the store.
-A new table that older versions can ignore (``proposals``) is no change: the store creates
-missing tables whenever it opens a database for writing.
+Every change to these tables bumps `SCHEMA_VERSION` and adds a step to
+`sweeper.store.migrations`, which upgrades a database the previous release wrote.
 Times are Unix seconds (float) so that SQLite and PostgreSQL store them alike.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: "pruned": stopped early by a searched study's pruner (its curves end at that epoch).
 STATES = ("queued", "running", "completed", "failed", "pruned")
@@ -44,6 +43,14 @@ class StudyRow(Base):
     source: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # Provenance of the last run (version 2); NULL for studies an older release wrote.
+    sweeper_version: Mapped[str | None] = mapped_column(String(64))
+    python_version: Mapped[str | None] = mapped_column(String(64))
+    torch_version: Mapped[str | None] = mapped_column(String(64))
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    # A user's task file: its hash, and its source so that workers elsewhere can run it.
+    code_hash: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
 
 
 class TrialRow(Base):
@@ -75,9 +82,27 @@ class TrialRow(Base):
     # The study's metric, copied out of `metrics` so ranking needs no JSON parsing.
     value: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[str | None] = mapped_column(Text)
-    curves: Mapped[str | None] = deferred(mapped_column(Text))
     error: Mapped[str | None] = mapped_column(Text)
     torch_version: Mapped[str | None] = mapped_column(String(64))
+    # Version 2. Last, as ALTER TABLE ADD COLUMN puts them: on SQLite a query reading the
+    # columns before a long `log` never reads the log's overflow pages.
+    code_hash: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str | None] = mapped_column(Text)
+
+
+class TrialCurveRow(Base):
+    """A trial's per-epoch curves: one JSON text per trial (name -> one value per epoch).
+
+    Their own table, so that a scan of `trials` never reads curve data; one row per trial, not
+    per point, so that recording a trial stays one small insert.
+    """
+
+    __tablename__ = "trial_curves"
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    curves: Mapped[str] = mapped_column(Text)
 
 
 class ProposalRow(Base):
