@@ -21,9 +21,9 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from sweeper import native  # noqa: E402
-from sweeper.batched import LaneMLP, StackedMLP  # noqa: E402
-from sweeper.tasks.obesity import OUTPUT_SCALE, build_model  # noqa: E402
+from sweeper.tasks.obesity import kernel as native  # noqa: E402
+from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model  # noqa: E402
+from sweeper.tasks.obesity.stacked import LaneMLP, StackedMLP  # noqa: E402
 
 
 def per_member_us(net: LaneMLP | StackedMLP, members: int, steps: int) -> float:

@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweeper import native
-from sweeper.batched import BatchedOptimizer, LaneMLP, StackedMLP, sam_ascent
-from sweeper.tasks.obesity import ObesityParams, TrainResult, build_model, load_split, train_one
-from sweeper.tasks.obesity_batched import train_group
+from sweeper.optim.batched import BatchedOptimizer
+from sweeper.optim.sam import sam_ascent
+from sweeper.tasks.obesity import kernel as native
+from sweeper.tasks.obesity.batched import train_group
+from sweeper.tasks.obesity.data import load_split
+from sweeper.tasks.obesity.model import build_model
+from sweeper.tasks.obesity.params import ObesityParams
+from sweeper.tasks.obesity.stacked import LaneMLP, StackedMLP
+from sweeper.tasks.obesity.train import TrainResult, train_one
 
 
 def _rel(a: float, b: float) -> float:
@@ -101,12 +106,12 @@ def test_float32_cell_means_agree_within_the_seed_spread(data_dir: Path) -> None
 
 
 def test_both_executors_store_the_same_float64_results(data_dir: Path, tmp_path: Path) -> None:
-    from sweeper.executors import launch_local
+    from sweeper.launch.backends import launch_local
+    from sweeper.launch.options import WorkerOptions
     from sweeper.plan import grid
-    from sweeper.spec import parse_study
     from sweeper.store import Store
+    from sweeper.study import parse_study
     from sweeper.tasks import get_task
-    from sweeper.worker import WorkerOptions
 
     study = parse_study(
         {
@@ -149,7 +154,7 @@ def test_a_diverging_member_fails_alone(data_dir: Path) -> None:
 
 
 def _train_with_poisoned_member(members, data):  # type: ignore[no-untyped-def]
-    import sweeper.tasks.obesity_batched as ob
+    import sweeper.tasks.obesity.batched as ob
 
     original = ob.build_model
 

@@ -18,11 +18,11 @@ import pytest
 import sweeper.data
 from sweeper.data import RemoteFile, fetch, file_sha256, resolve_data_dir
 from sweeper.errors import DataError
-from sweeper.tasks.obesity import (
+from sweeper.tasks.obesity import ObesityTask
+from sweeper.tasks.obesity.data import (
     CLASSES,
     FEATURES,
     OBESITY_CSV,
-    ObesityTask,
     dataset_path,
     load_encoded,
     split_data,

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from sweeper.ecg import DOMAINS, loader
-from sweeper.ecg.classes import class_set
-from sweeper.ecg.loader import LEADS, load_dataset, parse_header, read_record
-from sweeper.ecg.synth import write_dataset
 from sweeper.errors import DataError
+from sweeper.tasks.ecg import loader
+from sweeper.tasks.ecg.classes import class_set
+from sweeper.tasks.ecg.loader import LEADS, load_dataset, parse_header, read_record
+from sweeper.tasks.ecg.params import DOMAINS
+from sweeper.tasks.ecg.synth import write_dataset
 
 CLASSES = class_set("synthetic9")
 
@@ -112,7 +113,7 @@ def test_awkward_headers_and_records_all_load(tmp_path: Path) -> None:
     assert math.isnan(records["age_text"].age) and math.isnan(records["age_nan"].age)
     assert records["age_text"].sex == "Female" and records["age_nan"].sex == ""
     assert records["unscored"].age == 70.0
-    from sweeper.ecg.classes import label_vector
+    from sweeper.tasks.ecg.classes import label_vector
 
     assert label_vector(records["unscored"].codes, CLASSES).tolist() == [1] + [0] * 8
     assert records["khz"].fs == 1000 and records["khz"].signal.shape == (12, 10000)

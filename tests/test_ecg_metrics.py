@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from sweeper.ecg.classes import (
+from sweeper.errors import UnknownNameError
+from sweeper.tasks.ecg.classes import (
     CLASS_SETS,
     SCORED,
     SYNTHETIC_CLASSES,
@@ -17,7 +18,7 @@ from sweeper.ecg.classes import (
     label_vector,
     weights_for,
 )
-from sweeper.ecg.metrics import (
+from sweeper.tasks.ecg.metrics import (
     age_mae,
     auroc,
     challenge_score,
@@ -26,7 +27,6 @@ from sweeper.ecg.metrics import (
     macro_f1,
     modified_confusion,
 )
-from sweeper.errors import UnknownNameError
 
 
 def test_challenge_metric_equals_a_hand_computed_value() -> None:

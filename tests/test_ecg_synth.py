@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeper.ecg import DOMAINS
-from sweeper.ecg.loader import LEADS, parse_header, read_record
-from sweeper.ecg.synth import (
+from sweeper.errors import DataError
+from sweeper.tasks.ecg.loader import LEADS, parse_header, read_record
+from sweeper.tasks.ecg.params import DOMAINS
+from sweeper.tasks.ecg.synth import (
     MANIFEST,
     STYLES,
     _draw_classes,
@@ -23,7 +24,6 @@ from sweeper.ecg.synth import (
     prevalence,
     write_dataset,
 )
-from sweeper.errors import DataError
 
 
 def digest(directory: Path) -> str:
@@ -126,7 +126,7 @@ def test_device_shift_mains_frequency_rate_gain_and_length(tmp_path: Path) -> No
 
 
 def test_every_domain_blends_its_leads_its_own_way() -> None:
-    from sweeper.ecg.synth import _lead_mixing
+    from sweeper.tasks.ecg.synth_signal import lead_mixing as _lead_mixing
 
     mixes = [_lead_mixing(0, d, STYLES[name], 1.0) for d, name in enumerate(DOMAINS)]
     # Far from the identity, and far from each other: no device is a copy of another.

@@ -11,20 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from sweeper.ecg import DOMAINS, loader
-from sweeper.ecg.model import STAGE_BLOCKS, SEResBlock, SEResNet34, count_parameters
-from sweeper.ecg.synth import write_dataset
 from sweeper.errors import DataError, StudyFileError
 from sweeper.tasks import get_task
-from sweeper.tasks.ecg import (
-    EcgParams,
-    EcgTask,
-    _age_l1,
-    load_data,
-    lr_schedule,
-    split_records,
-    train_one,
-)
+from sweeper.tasks.ecg import EcgTask, loader
+from sweeper.tasks.ecg.data import load_data, split_records
+from sweeper.tasks.ecg.model import STAGE_BLOCKS, SEResBlock, SEResNet34, count_parameters
+from sweeper.tasks.ecg.params import DOMAINS, EcgParams
+from sweeper.tasks.ecg.synth import write_dataset
+from sweeper.tasks.ecg.train import _age_l1, lr_schedule, train_one
 
 TINY = {
     "dataset": "synthetic",
@@ -176,7 +170,7 @@ def test_a_set_from_an_older_generator_must_be_made_again(tmp_path: Path, data_d
     import json
     import shutil
 
-    from sweeper.ecg.synth import GENERATOR_VERSION, MANIFEST
+    from sweeper.tasks.ecg.synth import GENERATOR_VERSION, MANIFEST
 
     old = tmp_path / "old"
     shutil.copytree(data_dir / "ecg_synth", old / "ecg_synth")

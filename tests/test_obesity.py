@@ -10,16 +10,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-import sweeper.tasks.obesity as obesity
+import sweeper.tasks.obesity.train as obesity
 from sweeper.errors import StudyFileError, TrialDiverged
 from sweeper.tasks import RunContext, TrialInput, TrialOutcome, get_task
-from sweeper.tasks.obesity import (
-    ObesityParams,
-    ObesityTask,
-    build_model,
-    check_finite,
-    derive_seed,
-)
+from sweeper.tasks.common import check_finite, derive_seed
+from sweeper.tasks.obesity import ObesityTask
+from sweeper.tasks.obesity.model import build_model
+from sweeper.tasks.obesity.params import ObesityParams
 
 
 def _run(data_dir: Path, seed: int = 0, **params: Any) -> TrialOutcome:

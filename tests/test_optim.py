@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from sweeper.errors import UnknownNameError
-from sweeper.optim import SAM, make_optimizer
+from sweeper.optim.per_trial import make_optimizer
+from sweeper.optim.registry import OPTIMIZERS, REGISTRY, get_optimizer
+from sweeper.optim.sam import SAM
 
 
 def _quadratic(n: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,6 +137,25 @@ def test_unknown_optimizer_lists_the_valid_names() -> None:
     with pytest.raises(UnknownNameError) as info:
         make_optimizer("rmsprop", [w], lr=0.1, weight_decay=0.0, momentum=0.0)
     assert str(info.value) == "unknown optimizer 'rmsprop'; choose one of: adam, sgd"
+
+
+def test_registry_lookup_lists_the_valid_names() -> None:
+    assert get_optimizer("adam") is REGISTRY["adam"]
+    assert OPTIMIZERS == ("adam", "sgd")
+    with pytest.raises(UnknownNameError) as info:
+        get_optimizer("adamw")
+    assert str(info.value) == "unknown optimizer 'adamw'; choose one of: adam, sgd"
+
+
+def test_parameter_models_take_their_optimizer_names_from_the_registry() -> None:
+    from pydantic import ValidationError
+
+    from sweeper.tasks.obesity.params import ObesityParams
+
+    for name in REGISTRY:
+        assert ObesityParams(optimizer=name).optimizer == name
+    with pytest.raises(ValidationError, match="Input should be 'sgd' or 'adam'"):
+        ObesityParams(optimizer="adamw")
 
 
 def test_adam_rejects_momentum() -> None:

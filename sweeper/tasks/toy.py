@@ -1,28 +1,26 @@
 """A toy task: a noisy quadratic with optional sleeps and failures, for tests and benchmarks.
 
 It trains nothing, so the orchestrator (claim, record, resume) can be tested in milliseconds.
-If ``SWEEPER_TOY_LOG`` names a file, every finished execution appends ``<key> <pid>`` to it,
-so tests can prove that no trial ran twice.
+If ``SWEEPER_TOY_LOG`` names a file, every finished execution appends ``<key> <pid> <data dir>``
+to it, so tests can prove that no trial ran twice (and where its worker looked for data).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from sweeper.plan import canonical_json
 from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
+from sweeper.tasks.common import TaskParams, derive_seed
 
 
-class ToyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ToyParams(TaskParams):
     x: float = 0.0
     y: float = 0.0
     epochs: int = Field(3, ge=1)
@@ -53,7 +51,7 @@ class ToyTask:
     def run(self, trials: Sequence[TrialInput], ctx: RunContext) -> Iterator[TrialOutcome]:
         for trial in trials:
             p = ToyParams.model_validate(dict(trial.params))
-            noise = int(hashlib.sha256(f"toy:{trial.seed}".encode()).hexdigest()[:8], 16) / 2**32
+            noise = derive_seed(trial.seed, "toy") / 2**32
             target = (p.x - 1.0) ** 2 + (p.y + 2.0) ** 2 + 0.01 * noise
             curve: list[float] = []
             pruned = False
@@ -70,7 +68,7 @@ class ToyTask:
             log = os.environ.get("SWEEPER_TOY_LOG")
             if log:
                 with open(log, "a", encoding="utf-8") as f:  # one short O_APPEND write
-                    f.write(f"{trial.key} {os.getpid()}\n")
+                    f.write(f"{trial.key} {os.getpid()} {ctx.data_dir}\n")
             yield TrialOutcome(
                 trial.trial_id,
                 metrics={"loss": curve[-1], "final_epoch": float(len(curve))},

@@ -11,8 +11,8 @@
  * member that diverges to NaN leaves the others untouched), and the math is PyTorch's:
  * nn.Linear, ReLU (NaN passes through), threshold_backward, scale * sigmoid, mean squared error.
  *
- * Compiled twice by sweeper.native, with -DREAL=float and -DREAL=double. Layout, per block of
- * LANES members (vectors of LANES numbers):
+ * Compiled twice by sweeper.tasks.obesity.kernel, with -DREAL=float and -DREAL=double.
+ * Layout, per block of LANES members (vectors of LANES numbers):
  *   params, grad  [P] vectors: per layer, weight [in][out] then bias [out]
  *   x             [rows][features] numbers, shared by all members
  *   y             [rows] numbers

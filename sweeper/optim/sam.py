@@ -1,20 +1,18 @@
-"""Optimizers by name, and SAM (sharpness-aware minimization) wrapped around any of them.
+"""SAM (sharpness-aware minimization) for both paths: around a torch optimizer, and batched.
 
-`make_optimizer` is the one lookup from a study's optimizer name to a configured optimizer; a
-new optimizer is one row in `_BUILDERS`. `SAM` follows David Samuel's reference implementation
-(github.com/davda54/sam, MIT), non-adaptive variant.
+`SAM` wraps any registered optimizer in a per-trial run (`sweeper.optim.per_trial`); it
+follows David Samuel's reference implementation (github.com/davda54/sam, MIT), non-adaptive
+variant. `sam_ascent` is the same first step for a stacked group, one norm per member.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 # Imported at module top, unlike elsewhere in sweeper: `SAM` subclasses `torch.optim.Optimizer`, so
 # the class cannot exist without it. Only training code imports this module.
 import torch
-
-from sweeper.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from torch.optim.optimizer import ParamsT
@@ -141,84 +139,17 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer.param_groups = self.param_groups
 
 
-def _sgd(lr: float, weight_decay: float, momentum: float, fused: bool) -> dict[str, Any]:
-    del fused  # SGD's fused kernel gave no consistent gain on this model (timed 40 epochs)
-    return dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+def sam_ascent(grad: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """SAM's first step for a stacked group: ``e = rho * g / (||g|| + 1e-12)``, per member.
 
-
-def _adam(lr: float, weight_decay: float, momentum: float, fused: bool) -> dict[str, Any]:
-    if momentum != 0.0:
-        raise ValueError(
-            f"momentum applies to sgd only (got {momentum} for adam); Adam's momentum is its betas"
-        )
-    # Coupled L2 (the gradient gets weight_decay * w), as torch.optim.Adam does; not AdamW.
-    kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
-    if fused:
-        # One kernel for the whole update: the plain training loop ran 1.56x faster with it.
-        kwargs["fused"] = True
-    return kwargs
-
-
-# name -> (optimizer class, builder of its keyword arguments).
-_BUILDERS: dict[
-    str,
-    tuple[type[torch.optim.Optimizer], Callable[[float, float, float, bool], dict[str, Any]]],
-] = {
-    "adam": (torch.optim.Adam, _adam),
-    "sgd": (torch.optim.SGD, _sgd),
-}
-
-#: the optimizer names a study may use.
-OPTIMIZERS: tuple[str, ...] = tuple(sorted(_BUILDERS))
-
-
-def make_optimizer(
-    name: str,
-    params: Iterable[torch.Tensor],
-    lr: float,
-    weight_decay: float,
-    momentum: float,
-    *,
-    sam_rho: float = 0.0,
-) -> torch.optim.Optimizer:
-    """Build the optimizer called `name` over `params`, wrapped in `SAM` when `sam_rho` > 0.
-
-    ``sgd`` is ``torch.optim.SGD(lr, momentum, weight_decay)``; ``adam`` is
-    ``torch.optim.Adam(lr, weight_decay)`` with coupled L2 weight decay (not AdamW), using the
-    fused kernel when every parameter is a floating-point tensor on CPU or CUDA.
+    One L2 norm per member (row), as `SAM.first_step` takes one over a model's parameters.
 
     Args:
-        name: one of `OPTIMIZERS`.
-        params: the parameters to optimize (consumed once).
-        lr: learning rate.
-        weight_decay: L2 coefficient added to the gradient.
-        momentum: SGD momentum; must be 0 for adam.
-        sam_rho: SAM radius; 0 means plain optimizer, no SAM.
-
+        grad: gradients at w, laid out like a stacked net's `flat` (parameters at dim 1).
+        rho: neighbourhood sizes, the net's `column` (0: no perturbation).
     Returns:
-        The optimizer; a `SAM` whose ``base_optimizer`` is the named one when `sam_rho` > 0.
-
-    Raises:
-        UnknownNameError: `name` is not a known optimizer; the message lists the valid names.
-        ValueError: momentum is non-zero for adam, or `sam_rho` is negative.
+        ``e`` laid out like `grad`, to add to the weights before the second gradient.
     """
-    entry = _BUILDERS.get(name)
-    if entry is None:
-        raise UnknownNameError(
-            f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}"
-        )
-    optimizer_class, build_kwargs = entry
-    param_list = list(params)
-    kwargs = build_kwargs(lr, weight_decay, momentum, _fused_supported(param_list))
-    if sam_rho > 0.0:
-        return SAM(param_list, optimizer_class, rho=sam_rho, **kwargs)
-    if sam_rho < 0.0:
-        raise ValueError(f"SAM rho must be >= 0 (got {sam_rho})")
-    return optimizer_class(param_list, **kwargs)
-
-
-def _fused_supported(params: list[torch.Tensor]) -> bool:
-    """Whether torch's fused optimizer kernels accept these parameters (torch >= 2.4)."""
-    return bool(params) and all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
-    )
+    norm = grad.norm(dim=1, keepdim=True)
+    ascent: torch.Tensor = grad * (rho / (norm + 1e-12))
+    return ascent

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sweeper.ecg.classes import NORMAL, weights_for
+from sweeper.tasks.ecg.classes import NORMAL, weights_for
 
 Array = npt.NDArray[np.generic]
 

@@ -1,6 +1,6 @@
 """The six domains of the synthetic ECG set: each site's population, labels and device.
 
-`sweeper.ecg.synth` draws records from these. Label prevalences come from the Challenge's
+`sweeper.tasks.ecg.synth` draws records from these. Label prevalences come from the Challenge's
 per-source counts; ages from PMEA Table 4; the devices are invented to make the domains differ
 the way real sites do (calibration, electrode placement, interference, filters, the site's
 heart-rate convention), strongly enough that a held-out domain is harder than the sources.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweeper.ecg import DOMAINS
+from sweeper.tasks.ecg.params import DOMAINS
 
 #: every record has exactly one of these rhythms...
 RHYTHMS = ("NSR", "AF", "SB", "STach")
@@ -56,7 +56,7 @@ class DomainStyle:
             way towards the next position), so V1..V6 record a blend of neighbouring positions.
         emg_mv: amplitude of muscle-noise bursts (20-45 Hz, 0.3-1.5 s long).
         mixing: strength of the device's own blend of the 12 leads (a fixed random matrix per
-            domain, see `sweeper.ecg.synth`).
+            domain, see `sweeper.tasks.ecg.synth`).
         hr_factor: the site's annotation convention: every rhythm's heart-rate range is scaled
             by it (0.9: what this site calls sinus rhythm runs 54-86 bpm, not 60-95), so the
             rate boundaries between SB, NSR and STach differ from site to site.

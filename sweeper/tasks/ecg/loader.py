@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sweeper.ecg.classes import label_vector
 from sweeper.errors import DataError
+from sweeper.tasks.ecg.classes import label_vector
 
 #: the 12 leads in the canonical order every signal is returned in.
 LEADS: tuple[str, ...] = (
@@ -292,7 +292,7 @@ def load_dataset(
     Args:
         root: the dataset root, one directory per domain.
         domains: the domains to load, in order (their indices label the records).
-        classes: class abbreviations (see `sweeper.ecg.classes`), the columns of the labels.
+        classes: class abbreviations (see `sweeper.tasks.ecg.classes`), the columns of the labels.
         fs: the sampling rate to resample to, in Hz.
         length: samples kept per record.
         records_per_domain: use only the first this many records of each domain (0: all).

@@ -63,7 +63,7 @@ SCORED: tuple[EcgClass, ...] = (
 #: the normal class: the always-normal classifier outputs it alone (the metric's zero point).
 NORMAL = "NSR"
 
-#: the nine classes the synthetic generator can produce (`sweeper.ecg.synth`), in `SCORED` order.
+#: the nine classes the synthetic generator can produce (`synth`), in `SCORED` order.
 SYNTHETIC_CLASSES: tuple[str, ...] = (
     "AF",
     "CLBBB|LBBB",

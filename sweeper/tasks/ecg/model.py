@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sweeper.tasks.common import derive_seed
+
 #: blocks per stage; [3, 4, 6, 3] is the "34" of SEResNet34.
 STAGE_BLOCKS = (3, 4, 6, 3)
 N_LEADS = 12
@@ -118,3 +120,10 @@ class SEResNet34(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(n_classes: int, base_channels: int, seed: int) -> SEResNet34:
+    """The SEResNet34 with PyTorch's default initialisation drawn from the trial seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init", "ecg"))
+        return SEResNet34(n_classes, base_channels)

@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from sweeper.batched import BatchedOptimizer, LaneMLP, Layers, StackedMLP, sam_ascent
-from sweeper.tasks.obesity import (
-    OUTPUT_SCALE,
-    ObesityParams,
-    Split,
-    TrainResult,
-    build_model,
-    derive_seed,
-)
+from sweeper.optim.batched import BatchedOptimizer
+from sweeper.tasks.common import derive_seed, diverged
+from sweeper.tasks.obesity.data import Split
+from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model
+from sweeper.tasks.obesity.params import ObesityParams
+from sweeper.tasks.obesity.stacked import LaneMLP, Layers, StackedMLP
+from sweeper.tasks.obesity.train import TrainResult
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +47,8 @@ def train_group(
     the others.
     """
     import torch
+
+    from sweeper.optim.sam import sam_ascent
 
     first = members[0][0]
     dtype = getattr(torch, first.dtype)
@@ -115,7 +115,7 @@ def train_group(
         for i in torch.nonzero(~torch.isfinite(train_curve[epoch])).flatten().tolist():
             if i not in failed:
                 value = float(train_curve[epoch, i])
-                failed[i] = f"diverged: train loss became {value} at epoch {epoch + 1}"
+                failed[i] = diverged("train loss", value, f"at epoch {epoch + 1}")
         if scheduler is not None:
             scheduler.optimizer.step()  # a no-op (no gradients); keeps PyTorch's order check quiet
             scheduler.step()
@@ -133,7 +133,7 @@ def train_group(
         metrics = {name: float(values[i]) for name, values in finals.items()}
         bad = [name for name, v in metrics.items() if not torch.isfinite(torch.tensor(v))]
         if bad:
-            results.append(f"diverged: {bad[0]} became {metrics[bad[0]]} after training")
+            results.append(diverged(bad[0], metrics[bad[0]], "after training"))
             continue
         curves = {"train_loss": train_curve[:, i].tolist()}
         if val_curve is not None:
@@ -144,11 +144,11 @@ def train_group(
 
 def _stacked(layers: Layers, dtype: str, device: str) -> StackedMLP | LaneMLP:
     """The group as one net: the C kernel's `LaneMLP` on CPU where it compiles, else PyTorch's."""
-    from sweeper import native
+    from sweeper.tasks.obesity import kernel
 
-    kernel = None
-    if device == "cpu" and native.enabled():
-        kernel = native.load("float" if dtype == "float32" else "double")
-    if kernel is not None:
-        return LaneMLP(layers, OUTPUT_SCALE, kernel)
+    compiled = None
+    if device == "cpu" and kernel.enabled():
+        compiled = kernel.load("float" if dtype == "float32" else "double")
+    if compiled is not None:
+        return LaneMLP(layers, OUTPUT_SCALE, compiled)
     return StackedMLP(layers, OUTPUT_SCALE, device=device)

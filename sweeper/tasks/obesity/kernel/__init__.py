@@ -1,12 +1,13 @@
-"""The stacked-MLP kernel in C, compiled on first use with the machine's C compiler.
+"""The obesity MLP's SIMD kernel in C, compiled on first use with the machine's C compiler.
 
-`sweeper.batched.LaneMLP` trains many small MLPs with one member per SIMD lane through
-``stacked_mlp.c`` (forward, backward and loss in one call per mini-batch): 3.2 to 3.7 us per
-member per forward and backward of the obesity model in float32, 3.4 to 4.3 times faster than
-PyTorch's batched matrix products (``bench/kernel.py``). The source is compiled once per machine
-kind into ``$SWEEPER_CACHE_DIR`` (default ``~/.cache/sweeper``), one shared
-library per precision, and loaded with ctypes; two processes compiling at once each write their
-own file and rename it into place.
+It serves only the obesity task's batched trainer: `sweeper.tasks.obesity.stacked.LaneMLP`
+trains a group of obesity MLPs with one member per SIMD lane through ``stacked_mlp.c``
+(forward, backward and loss in one call per mini-batch): 3.2 to 3.7 us per member per forward
+and backward of the obesity model in float32, 3.4 to 4.3 times faster than PyTorch's batched
+matrix products (``bench/kernel.py``). The source is compiled once per machine kind into
+``$SWEEPER_CACHE_DIR`` (default ``~/.cache/sweeper``), one shared library per precision, and
+loaded with ctypes; two processes compiling at once each write their own file and rename it
+into place.
 
 Where no C compiler works, `load` returns None and the batched executor uses PyTorch's batched
 products instead (the same math, slower); ``SWEEPER_NATIVE=0`` asks for that explicitly.

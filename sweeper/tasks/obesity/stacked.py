@@ -1,21 +1,22 @@
-"""Many small MLPs trained as one: stacked weights, hand-written backward, batched optimizers.
+"""The obesity MLP, many members trained as one: stacked weights and a hand-written backward.
 
 Two implementations of the same members, with one interface (`shuffle`, `batch_loss_and_grad`,
 `mse`, `column`, `unstack`):
 
 - `LaneMLP` (CPU, the default): one member per SIMD lane, forward and backward in one call of
-  the C kernel `sweeper.native` compiles (``stacked_mlp.c``). Parameters ``flat[blocks, P,
-  lanes]``.
+  the C kernel `sweeper.tasks.obesity.kernel` compiles (``stacked_mlp.c``). Parameters
+  ``flat[blocks, P, lanes]``.
 - `StackedMLP` (any device, and the fallback where no C compiler works): batched matrix
   products over the member dimension in PyTorch. Parameters ``flat[M, P]``.
 
 Either way every operation is per member (a matrix product of one member's numbers, or
 element-wise), so no number of one member ever reaches another: a member that diverges to NaN
 leaves the others untouched. All parameters live in one buffer with the parameter axis at
-dim 1, so an optimizer step is a handful of element-wise operations on it whatever the depth,
-and per-member values (`column`) broadcast against it. The math follows PyTorch exactly
-(``nn.Linear``, ``torch.optim.SGD``, ``torch.optim.Adam`` with coupled weight decay, and SAM as
-in davda54/sam), so that in float64 a member reproduces a per-trial run to rounding error.
+dim 1, so an optimizer step (`sweeper.optim.batched`) is a handful of element-wise operations
+on it whatever the depth, and per-member values (`column`) broadcast against it. The math
+follows PyTorch exactly (``nn.Linear``, and through the optimizer registry ``torch.optim.SGD``,
+``torch.optim.Adam`` with coupled weight decay, and SAM as in davda54/sam), so that in float64
+a member reproduces a per-trial run to rounding error.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from sweeper.native import Kernel
+    from sweeper.tasks.obesity.kernel import Kernel
 
 #: per member, per layer ``(weight [out, in], bias [out])``, as ``nn.Linear`` holds them.
 Layers = Sequence[Sequence[tuple["torch.Tensor", "torch.Tensor"]]]
@@ -170,7 +171,7 @@ class LaneMLP:
     Args:
         layers: as for `StackedMLP`; float32 or float64.
         scale: the output is ``scale * sigmoid(z)``.
-        kernel: `sweeper.native.load` for the layers' precision.
+        kernel: `sweeper.tasks.obesity.kernel.load` for the layers' precision.
     """
 
     def __init__(self, layers: Layers, scale: float, kernel: Kernel) -> None:
@@ -255,92 +256,3 @@ class LaneMLP:
             self._loss.data_ptr(),
             self._work.data_ptr(),
         )
-
-
-class BatchedOptimizer:
-    """SGD or Adam over a `StackedMLP`'s or `LaneMLP`'s `flat`, per-member lr and weight decay.
-
-    `lr`, `weight_decay` and `momentum` are the net's `column` s. Matches
-    ``torch.optim.SGD(lr, momentum, weight_decay)`` (dampening 0, no Nesterov) and
-    ``torch.optim.Adam(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay)`` (coupled L2) step for
-    step. `lr` may be changed between steps (schedules) by assigning a new column.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        flat: torch.Tensor,
-        lr: torch.Tensor,
-        weight_decay: torch.Tensor,
-        momentum: torch.Tensor | None = None,
-    ) -> None:
-        import torch
-
-        self.name, self.flat = name, flat
-        self.lr, self.weight_decay = lr, weight_decay  # columns: broadcast against flat
-        self.momentum = momentum
-        self.steps = 0
-        self.use_wd = bool((weight_decay != 0).any())
-        if name == "adam":
-            self.exp_avg = torch.zeros_like(flat)
-            self.exp_avg_sq = torch.zeros_like(flat)
-            self.scratch = torch.zeros_like(flat)
-            self.step_count = torch.zeros((), dtype=flat.dtype)
-        elif name == "sgd":
-            self.use_momentum = momentum is not None and bool((momentum != 0).any())
-            self.buf: torch.Tensor | None = None
-        else:
-            raise ValueError(f"unknown batched optimizer {name!r}")
-
-    def step(self, grad: torch.Tensor) -> None:
-        """One step with gradient `grad` ``[M, P]`` (taken wherever SAM says), applied at `flat`."""
-        import torch
-
-        self.steps += 1
-        g = grad + self.weight_decay * self.flat if self.use_wd else grad
-        if self.name == "sgd":
-            if self.use_momentum:
-                assert self.momentum is not None
-                if self.buf is None:
-                    self.buf = g.clone()
-                else:
-                    self.buf.mul_(self.momentum).add_(g)
-                g = self.buf
-            self.flat.sub_(self.lr * g)
-            return
-        # Adam through PyTorch's own fused kernel (the one the per-trial runs use), applied
-        # with lr = 1 to a zeroed scratch tensor, which then holds -m_hat / (sqrt(v_hat) + eps);
-        # the per-member learning rate scales it. Weight decay (coupled) is already in `g`.
-        # One fused pass instead of a dozen element-wise ones: 2.5x faster (measured).
-        self.step_count += 1
-        self.scratch.zero_()
-        torch._fused_adam_(
-            [self.scratch],
-            [g],
-            [self.exp_avg],
-            [self.exp_avg_sq],
-            [],
-            [self.step_count],
-            amsgrad=False,
-            lr=1.0,
-            beta1=0.9,
-            beta2=0.999,
-            weight_decay=0.0,
-            eps=1e-8,
-            maximize=False,
-        )
-        self.flat.addcmul_(self.lr, self.scratch)
-
-
-def sam_ascent(grad: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """SAM's first step: ``e = rho * g / (||g|| + 1e-12)`` with one L2 norm per member.
-
-    Args:
-        grad: gradients at w, laid out like a net's `flat` (parameters at dim 1).
-        rho: neighbourhood sizes, the net's `column` (0: no perturbation).
-    Returns:
-        ``e`` laid out like `grad`, to add to the weights before the second gradient.
-    """
-    norm = grad.norm(dim=1, keepdim=True)
-    ascent: torch.Tensor = grad * (rho / (norm + 1e-12))
-    return ascent
