@@ -32,14 +32,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sweeper.cli import DEFAULT_GROUP_SIZE  # noqa: E402
 from sweeper.data import resolve_data_dir  # noqa: E402
-from sweeper.executors import launch_local  # noqa: E402
+from sweeper.launch.backends import launch_local  # noqa: E402
+from sweeper.launch.options import DEFAULT_GROUP_SIZE, WorkerOptions  # noqa: E402
 from sweeper.plan import PlannedTrial, grid  # noqa: E402
-from sweeper.spec import Study, load_study  # noqa: E402
 from sweeper.store import Store  # noqa: E402
+from sweeper.study import Study, load_study  # noqa: E402
 from sweeper.tasks import get_task  # noqa: E402
-from sweeper.worker import WorkerOptions  # noqa: E402
 
 
 class TreeMemory:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.executors import get_executor
+from sweeper.launch.backends import get_backend
+from sweeper.launch.options import WorkerOptions
 from sweeper.plan import grid
-from sweeper.spec import parse_study
 from sweeper.store import Store
+from sweeper.study import parse_study
 from sweeper.tasks import get_task
-from sweeper.worker import WorkerOptions
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_executor_contract(
     study = toy_study("contract", offset, 24, sleep=0.1)
     with Store(db_url, create=True) as store:
         sid = store.save_study(study, grid(study, get_task("toy").group_key)).study_id
-    reports = get_executor(backend)(db_url, "contract", 2, WorkerOptions(None), address)
+    reports = get_backend(backend)(db_url, "contract", 2, WorkerOptions(None), address)
     assert len(reports) == 2 and sum(r.completed for r in reports) == 24
     with Store(db_url) as store:
         frame = store.frame(sid)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from sweeper.plan import grid
-from sweeper.spec import parse_study
 from sweeper.store import Store, WorkerId
+from sweeper.study import parse_study
 from sweeper.tasks import TrialOutcome, get_task
 
 SLOW_TOY = """

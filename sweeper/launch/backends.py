@@ -1,10 +1,10 @@
-"""Executors: how workers are started. Each takes picklable values and returns worker reports.
+"""Backends: where workers run. Each takes picklable values and returns worker reports.
 
-``local`` runs `sweeper.worker.run_worker` in joblib's loky worker processes on this machine
+``local`` runs `sweeper.launch.worker.run_worker` in joblib's loky worker processes on this machine
 (in this process when one worker is asked for). ``dask`` sends the same function through
 joblib's Dask backend to an existing Dask cluster, whose workers may sit on other hosts and
 share the study's database (PostgreSQL, or a SQLite file every host can reach). Every
-executor passes the same test suite (`tests/test_executors.py`).
+backend passes the same test suite (`tests/test_executors.py`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
-from sweeper.errors import SweeperError, UnknownNameError
-from sweeper.worker import WorkerOptions, WorkerReport, run_worker
+from sweeper.errors import SweeperError
+from sweeper.launch.options import WorkerOptions
+from sweeper.launch.worker import WorkerReport, run_worker
+from sweeper.registry import choose
 
 #: (database URL, study name, number of workers, worker options, scheduler address or None)
 Launcher = Callable[[str, str, int | None, WorkerOptions, str | None], list[WorkerReport]]
@@ -83,18 +85,15 @@ def launch_dask(
     return reports
 
 
-EXECUTORS: dict[str, Launcher] = {"dask": launch_dask, "local": launch_local}
+#: backend name -> launcher; a new backend (Ray, SLURM) is one entry here, passing the same
+#: contract suite (tests/test_executors.py).
+BACKENDS: dict[str, Launcher] = {"dask": launch_dask, "local": launch_local}
 
 
-def get_executor(name: str) -> Launcher:
-    """The executor called `name`.
+def get_backend(name: str) -> Launcher:
+    """The backend called `name`.
 
     Raises:
-        UnknownNameError: not a known executor; the message lists the valid names.
+        UnknownNameError: not a known backend; the message lists the valid names.
     """
-    try:
-        return EXECUTORS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown backend {name!r}; choose one of: {', '.join(sorted(EXECUTORS))}"
-        ) from None
+    return choose("backend", name, BACKENDS)

@@ -18,39 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeper.data import resolve_data_dir
+from sweeper.launch.modes import batching
+from sweeper.launch.options import WorkerOptions
 from sweeper.plan import canonical_json
-from sweeper.store import DEFAULT_LEASE_S, Store, WorkerId
+from sweeper.store import Store, StudyInfo, WorkerId
 from sweeper.study import Study
-from sweeper.tasks import RunContext, Task, TrialInput, TrialOutcome, get_task
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """How a worker runs trials.
-
-    Attributes:
-        data_dir: resolved data directory passed to tasks.
-        threads: torch intra-op threads in this worker (1: processes, not threads, give
-            parallelism for small models).
-        batched: train each claimed group as one batched model (if the task supports it).
-        group_size: most trials claimed at once (1 for per-trial execution).
-        share: how many workers share the study, so that a group is split between them.
-        parent_pid: exit as soon as this process is gone (local workers of a killed run).
-        max_claims: stop after this many claims (None: until the study is finished).
-        poll_s: how often to look again while other workers still run the last trials.
-    """
-
-    data_dir: str | None  # None: resolved on the worker's host ($SWEEPER_DATA_DIR, cache)
-    threads: int = 1
-    device: str = "cpu"
-    batched: bool = False
-    group_size: int = 1
-    share: int = 1
-    lease_s: float = DEFAULT_LEASE_S
-    heartbeat_s: float = 5.0
-    parent_pid: int | None = None
-    max_claims: int | None = None
-    poll_s: float = 1.0
+from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome
+from sweeper.tasks.resolve import code_identity, task_for, verify_source
 
 
 @dataclass(frozen=True)
@@ -64,17 +38,15 @@ class WorkerReport:
 
 def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerReport:
     """Claim and run trials of `study_name` until none is queued; return what was done."""
-    import torch
-
-    torch.set_num_threads(options.threads)
     me = WorkerId.here()
     completed = failed = lost = pruned = 0
     with Store(db_url) as store:
         info = store.study(study_name)
-        task = get_task(info.study.task)
-        # A pruned study is trained per trial wherever the worker was started (`sweeper run`
-        # decides so too): a batched group cannot stop one member epoch by epoch.
-        batched = options.batched and task.supports_batching and not info.study.pruner
+        task = _task(info)
+        torch_version = _limit_threads(options.threads, commands=bool(info.study.command))
+        # Asked-for batching still yields to the study (a pruned study is trained per trial),
+        # whoever built these options: the same rule as `sweeper run`'s.
+        batched = options.batched and batching(info.study, task, "auto")
         data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
         search = _Search(store, info.id, info.study, task) if info.study.searched else None
         ctx = RunContext(
@@ -82,6 +54,7 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
             device=options.device,
             batched=batched,
             should_prune=search.should_prune if search else RunContext.should_prune,
+            heartbeat=_Beat(store, me, options).touch,
         )
         stop = threading.Event()
         beat = threading.Thread(
@@ -115,7 +88,9 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
                 if search is not None:
                     search.watch(trials)
                 for out in _outcomes(task, trials, ctx, store, me):
-                    written = store.record(me, [out], info.study.metric, torch.__version__)
+                    written = store.record(
+                        me, [out], info.study.metric, torch_version, code_hash=info.code_hash
+                    )
                     if written == 0:
                         lost += 1
                     elif out.error is not None:
@@ -130,6 +105,71 @@ def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerRe
             stop.set()
             beat.join()
     return WorkerReport(me.token, completed, failed, lost, pruned)
+
+
+def _limit_threads(threads: int, *, commands: bool) -> str | None:
+    """Give training code in this process `threads` intra-op threads; torch's version.
+
+    A command's program is another process: it gets ``OMP_NUM_THREADS`` (unless set) and this
+    worker never imports torch, which keeps a command trial's overhead small.
+    """
+    if commands:
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        from importlib import metadata
+
+        try:
+            return metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            return None
+    import torch
+
+    torch.set_num_threads(threads)
+    return str(torch.__version__)
+
+
+class _Beat:
+    """`RunContext.heartbeat`: a task's sign of life renews this worker's leases at once when
+    the heartbeat thread last did so more than `heartbeat_s` ago (a busy interpreter can starve
+    that thread); otherwise it costs a clock read."""
+
+    def __init__(self, store: Store, me: WorkerId, options: WorkerOptions) -> None:
+        self.store, self.me, self.options = store, me, options
+        self.last = time.monotonic()
+
+    def touch(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.options.heartbeat_s:
+            self.last = now
+            # A missed beat is retried by the heartbeat thread; the lease has slack for it.
+            with contextlib.suppress(Exception):
+                self.store.heartbeat(self.me, self.options.lease_s)
+
+
+def _task(info: StudyInfo) -> Task:
+    """The study's task, running exactly the code the study was started with.
+
+    A function file runs from the source stored with the study (so a worker in any directory or
+    on any host can run it), verified against its hash; a module or a command program must hash
+    as the study recorded.
+
+    Raises:
+        CodeChangedError: the code here is not the code the study's trials ran.
+    """
+    study = info.study
+    if info.code is not None and info.code_hash is not None:
+        verify_source(study, info.code, info.code_hash)
+        return task_for(study, code=info.code)
+    if info.code_hash is not None:
+        here = code_identity(study)
+        if here is not None and here.sha256 != info.code_hash:
+            from sweeper.tasks.resolve import CodeChangedError
+
+            raise CodeChangedError(
+                f"{here.path} on this host is not the code study {study.name!r} runs (code "
+                f"{info.code_hash[:12]}, here {here.sha256[:12]}): update it, or run the study "
+                "again with --code-changed new-trials"
+            )
+    return task_for(study)
 
 
 class _Search:

@@ -1,0 +1,220 @@
+"""`sweeper run`, `sweeper resume` and `sweeper worker`: faces of `sweeper.launch.run`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sweeper.cli.app import (
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_LEASE_S,
+    BackendOpt,
+    CodeChangedOpt,
+    DataDirOpt,
+    DbOpt,
+    DeviceOpt,
+    GroupSizeOpt,
+    LeaseOpt,
+    MaxMemoryOpt,
+    ModeOpt,
+    ProgressOpt,
+    RetriesOpt,
+    SchedulerOpt,
+    TableOpt,
+    ThreadsOpt,
+    WorkersOpt,
+    command,
+    err,
+    out,
+)
+from sweeper.cli.output import duration, short
+from sweeper.launch.options import RunOptions
+
+if TYPE_CHECKING:
+    from sweeper.launch.run import RunSummary
+    from sweeper.study import Study
+
+
+@command()
+def run(
+    study_file: Annotated[
+        Path, typer.Argument(help="The study's TOML file.", metavar="STUDY_FILE")
+    ],
+    db: DbOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = 1,
+    max_retries: RetriesOpt = 1,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    backend: BackendOpt = "local",
+    scheduler: SchedulerOpt = None,
+    mode: ModeOpt = "auto",
+    group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
+    max_memory: MaxMemoryOpt = 1024,
+    lease: LeaseOpt = DEFAULT_LEASE_S,
+    code_changed: CodeChangedOpt = "refuse",
+    progress: ProgressOpt = True,
+    table: TableOpt = True,
+) -> None:
+    """Run a study, or finish it: completed trials are never re-run.
+
+    Example: sweeper run studies/quick.toml --workers 2
+    """
+    from sweeper.study import load_study
+
+    study = load_study(study_file)
+    options = RunOptions(
+        workers, threads, max_retries, data_dir, device, backend, scheduler, mode,
+        group_size, max_memory, lease, code_changed,
+    )  # fmt: skip
+    _run(study, db, options, progress=progress, show_table=table)
+
+
+@command()
+def resume(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    db: DbOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = 1,
+    max_retries: RetriesOpt = 1,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    backend: BackendOpt = "local",
+    scheduler: SchedulerOpt = None,
+    mode: ModeOpt = "auto",
+    group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
+    max_memory: MaxMemoryOpt = 1024,
+    lease: LeaseOpt = DEFAULT_LEASE_S,
+    code_changed: CodeChangedOpt = "refuse",
+    progress: ProgressOpt = True,
+    table: TableOpt = True,
+) -> None:
+    """Finish a stored study, using the study as stored (no file needed).
+
+    Example: sweeper resume obesity
+    """
+    from sweeper.cli.output import open_store
+
+    with open_store(db) as store:
+        study = store.study(name).study
+    options = RunOptions(
+        workers, threads, max_retries, data_dir, device, backend, scheduler, mode,
+        group_size, max_memory, lease, code_changed,
+    )  # fmt: skip
+    _run(study, db, options, progress=progress, show_table=table)
+
+
+@command()
+def worker(
+    db: DbOpt = None,
+    study: Annotated[
+        str | None, typer.Option(help="Only this study (default: every study with work).")
+    ] = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = 1,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "cpu",
+    mode: ModeOpt = "auto",
+    group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
+    max_memory: MaxMemoryOpt = 1024,
+    lease: LeaseOpt = DEFAULT_LEASE_S,
+    wait: Annotated[
+        bool, typer.Option(help="Keep polling for new work instead of exiting when done.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.", min=0.1)] = 5.0,
+) -> None:
+    """Join the studies of a shared database from this host and work until none is left.
+
+    Example: sweeper worker --db postgresql+psycopg://sweeper@dbhost/sweeper --workers 4
+    """
+    from sweeper.launch.run import work
+
+    options = RunOptions(
+        workers=workers,
+        threads=threads,
+        data_dir=data_dir,
+        device=device,
+        mode=mode,
+        group_size=group_size,
+        max_memory_mb=max_memory,
+        lease_s=lease,
+    )
+    done = work(
+        db,
+        study,
+        options,
+        wait=wait,
+        poll_s=poll,
+        on_join=lambda name, how: out.print(f"worker: joining {name} ({how})"),
+    )
+    out.print(f"worker: nothing left to do (worked on {len(done)} studies)")
+
+
+def _run(
+    study: Study, db: str | None, options: RunOptions, *, progress: bool, show_table: bool
+) -> None:
+    from sweeper.cli.progress import StudyProgress
+    from sweeper.launch.run import execute, start, summarize
+    from sweeper.store import Store
+
+    started = start(study, db, options)
+    out.print(
+        f"[bold]{study.name}[/]: {started.planned} trials ({', '.join(started.notes)}); "
+        f"{started.todo} to run on {started.where} ({started.mode})"
+    )
+    began = time.time()
+    if started.todo:
+        with (
+            Store(started.url) as store,
+            StudyProgress(
+                store,
+                started.study_id,
+                metric=study.metric,
+                direction=study.direction,
+                console=out,
+                enabled=progress,
+                planned=started.planned,
+            ),
+        ):
+            try:
+                execute(started)
+            except KeyboardInterrupt:
+                counts = store.counts(started.study_id)
+                err.print(
+                    f"Interrupted: {counts['completed']} of {started.stored} trials completed "
+                    f"and saved. Run the same command again (or `sweeper resume "
+                    f"{study.name}`) to finish."
+                )
+                raise typer.Exit(130) from None
+    _print_summary(summarize(started.url, study.name, time.time() - began))
+    if show_table:
+        from sweeper.cli.output import open_store
+        from sweeper.cli.query import print_best
+        from sweeper.cli.table import print_grid_tables
+
+        with open_store(started.url) as store:
+            if study.searched:
+                print_best(store, study.name, 10, "rich")
+            else:
+                print_grid_tables(store, study.name, "mean", "rich", None, None, None)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    pruned = f"{summary.pruned} pruned, " if summary.pruned else ""
+    out.print(
+        f"{summary.name}: {summary.completed} completed, {summary.failed} failed, "
+        f"{pruned}{summary.left} left; this run took {duration(summary.elapsed)}"
+    )
+    best = summary.best_trial
+    if best is not None:
+        params = ", ".join(f"{k}={short(v)}" for k, v in best["params"].items())
+        out.print(
+            f"best single trial: {summary.metric} {best['value']:.4g} "
+            f"({params}{', ' if params else ''}seed={best['seed']})"
+        )
+    if summary.failed:
+        out.print(f"[red]{summary.failed} failed[/]; first error: {summary.first_error}")
+        out.print(f"see `sweeper runs {summary.name} --state failed`")

@@ -1,0 +1,322 @@
+"""Run a study: check, enqueue, start workers, summarise. Values in, values out; never prints.
+
+`sweeper run`, `sweeper resume`, `sweeper worker` and the Python API (`sweeper.run`) are thin
+faces of `start` + `execute` + `summarize` and of `work`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sweeper.errors import SweeperError
+from sweeper.launch.backends import BACKENDS
+from sweeper.launch.modes import example_params, worker_options
+from sweeper.launch.options import CODE_CHANGED, MODE_ALIASES, MODES, RunOptions, WorkerOptions
+from sweeper.launch.worker import WorkerReport
+from sweeper.registry import choose
+from sweeper.study import Study
+
+
+@dataclass(frozen=True)
+class Started:
+    """A study saved and its missing trials queued, ready for `execute`.
+
+    Attributes:
+        url: the database URL as workers anywhere can use it (SQLite paths made absolute).
+        planned: trials the study holds when done (a search counts its whole budget).
+        stored: trials stored now.
+        todo: trials this run still has to finish.
+        notes: what `start` found and did, e.g. ``["new study"]``, ``["3 new", "9 already
+            completed"]``.
+        where: where the workers run, in words.
+        mode: how they train, in words.
+    """
+
+    study: Study
+    study_id: int
+    url: str
+    options: RunOptions
+    worker: WorkerOptions
+    planned: int
+    stored: int
+    todo: int
+    notes: tuple[str, ...]
+    where: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A study's state after a run.
+
+    Attributes:
+        best_trial: the best single completed trial: ``{"value", "seed", "params"}``, or None.
+        first_error: the first line of the first failed trial's error, or None.
+    """
+
+    name: str
+    metric: str
+    completed: int
+    failed: int
+    pruned: int
+    left: int
+    elapsed: float
+    best_trial: dict[str, Any] | None
+    first_error: str | None
+
+
+def check(options: RunOptions) -> RunOptions:
+    """`options` with its mode spelled the canonical way, after checking every choice.
+
+    Raises:
+        UnknownNameError: an unknown backend or mode (the message lists the valid ones).
+        SweeperError: a scheduler without the dask backend, or the dask backend without one.
+    """
+    choose("backend", options.backend, BACKENDS)
+    mode = MODE_ALIASES.get(options.mode, options.mode)
+    choose("mode", mode, MODES)
+    choose("--code-changed choice", options.code_changed, CODE_CHANGED)
+    if options.backend == "dask" and not options.scheduler:
+        raise SweeperError("--backend dask needs --scheduler tcp://HOST:PORT")
+    if options.backend != "dask" and options.scheduler:
+        raise SweeperError("--scheduler is for --backend dask; the local backend needs none")
+    return replace(options, mode=mode)
+
+
+def start(study: Study, db: str | None, options: RunOptions) -> Started:
+    """Check everything about the run, then save the study and queue what is missing.
+
+    Re-queues trials of a run that ended mid-trial on this host, and failed trials with
+    attempts left (`RunOptions.max_retries`).
+
+    Raises:
+        SweeperError: anything wrong with the options, the task's data or the database; nothing
+            is written when the input is at fault.
+    """
+    from sweeper.data import resolve_data_dir
+    from sweeper.plan import grid
+    from sweeper.store import Store, resolve_url
+    from sweeper.store.provenance import provenance
+    from sweeper.tasks.resolve import code_identity, task_for
+
+    # Everything that can be wrong with the input is checked before the database is touched.
+    options = check(options)
+    task = task_for(study)
+    code = code_identity(study)
+    # A searched study's trials are enqueued by its workers as the sampler proposes them.
+    plan = [] if study.searched else grid(study, task.group_key)
+    data = resolve_data_dir(options.data_dir)
+    task.check_data(example_params(study, task), data)
+    # Local workers get the resolved directory; remote ones resolve their own unless told.
+    worker_data = data if options.backend == "local" or options.data_dir else None
+    worker, mode = worker_options(study, task, options, worker_data)
+    url = resolve_url(db)
+
+    with Store(url, create=True) as store:
+        if code is not None:
+            _check_code(store, study, code.sha256, code.path, options.code_changed)
+        source = Path(study.source) if study.source and Path(study.source).is_file() else None
+        facts = provenance(source)
+        if code is not None:
+            facts.update(code_hash=code.sha256, code=code.source)
+        report = store.save_study(study, plan, provenance=facts)
+        planned, proposed = report.total, 0
+        if study.searched:
+            from sweeper.search import seed_plan
+
+            proposals = store.proposals(report.study_id)
+            proposed = len(proposals)
+            report = store.save_study(study, seed_plan(study, proposals, task.group_key))
+            budget = max(study.budget or 0, proposed)
+            planned = report.total + (budget - proposed) * len(study.seeds)
+        lost = store.requeue_lost(report.study_id, socket.gethostname(), pid_alive)
+        retried = store.requeue_failed(report.study_id, options.max_retries)
+        counts = store.counts(report.study_id)
+    notes = [f"{report.added} new" if not report.created else "new study"]
+    if study.searched:
+        notes = [
+            f"{study.kind} search, {proposed} of {study.budget} configurations proposed "
+            f"x {len(study.seeds)} seeds"
+        ]
+    if counts["completed"]:
+        notes.append(f"{counts['completed']} already completed")
+    if lost:
+        notes.append(f"{lost} re-queued from a run that ended mid-trial")
+    if retried:
+        notes.append(f"{retried} failed re-queued for a retry")
+    where = (
+        f"{options.workers or os.cpu_count() or 1} local workers"
+        if options.backend == "local"
+        else f"the Dask cluster at {options.scheduler}"
+    )
+    return Started(
+        study=study,
+        study_id=report.study_id,
+        url=shareable(url),
+        options=options,
+        worker=worker,
+        planned=planned,
+        stored=report.total,
+        todo=counts["queued"] + counts["running"] + planned - report.total,
+        notes=tuple(notes),
+        where=where,
+        mode=mode,
+    )
+
+
+def _check_code(store: Any, study: Study, sha256: str, path: str, policy: str) -> None:
+    """Refuse to mix two versions of a user's code in one study, unless told to.
+
+    Raises:
+        CodeChangedError: the code differs from the stored study's and `policy` is ``refuse``.
+    """
+    from sweeper.errors import UnknownStudyError
+    from sweeper.tasks.resolve import CodeChangedError
+
+    try:
+        stored = store.study(study.name)
+    except UnknownStudyError:
+        return
+    if stored.code_hash is None or stored.code_hash == sha256 or policy == "new-trials":
+        return
+    raise CodeChangedError(
+        f"{path} changed since study {study.name!r} ran it (code {stored.code_hash[:12]}, now "
+        f"{sha256[:12]}): run with --code-changed new-trials to keep the old results and run "
+        "what is missing with the new code, or give the study a new name"
+    )
+
+
+def execute(started: Started) -> list[WorkerReport]:
+    """Run the workers until the study has no trial left to run (nothing when `todo` is 0).
+
+    KeyboardInterrupt passes through after the workers have put their unfinished trials back.
+    """
+    if not started.todo:
+        return []
+    launcher = BACKENDS[started.options.backend]
+    options = started.options
+    return launcher(
+        started.url, started.study.name, options.workers, started.worker, options.scheduler
+    )
+
+
+def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
+    """Counts, the best single trial and the first failure of the study called `name`."""
+    from sweeper.store import Store
+
+    with Store(url) as store:
+        info = store.study(name)
+        frame = store.frame(info.id)  # one read, so the counts and the best trial agree
+    study = info.study
+    counts = frame["state"].value_counts()
+    done = frame[frame["state"] == "completed"]
+    best: dict[str, Any] | None = None
+    if not done.empty:
+        row = done.sort_values(
+            "value", ascending=study.direction == "minimize", kind="stable"
+        ).iloc[0]
+        names = list(study.search) if study.searched else list(study.axes)
+        best = {
+            "value": float(row["value"]),
+            "seed": int(row["seed"]),
+            "params": {k: row[k] for k in names},
+        }
+    failed = frame[frame["state"] == "failed"]
+    first_error = None
+    if not failed.empty:
+        first_error = (str(failed.iloc[0]["error"]).strip().splitlines() or [""])[0]
+    return RunSummary(
+        name=study.name,
+        metric=study.metric,
+        completed=int(counts.get("completed", 0)),
+        failed=int(counts.get("failed", 0)),
+        pruned=int(counts.get("pruned", 0)),
+        left=int(counts.get("queued", 0) + counts.get("running", 0)),
+        elapsed=elapsed,
+        best_trial=best,
+        first_error=first_error,
+    )
+
+
+def work(
+    db: str | None,
+    study_name: str | None,
+    options: RunOptions,
+    *,
+    wait: bool = False,
+    poll_s: float = 5.0,
+    on_join: Callable[[str, str], None] = lambda name, mode: None,
+) -> list[str]:
+    """Join the studies of a shared database from this host and work until none is left.
+
+    Args:
+        study_name: only this study (None: every study with work).
+        options: as for `start`; `data_dir` is used when given, else each study's task
+            resolves its own ($SWEEPER_DATA_DIR, the user cache).
+        wait: keep polling for new work every `poll_s` seconds instead of returning.
+        on_join: called with a study's name and how its trials are trained, as the workers
+            join it.
+
+    Returns:
+        The names of the studies worked on.
+
+    Raises:
+        UnknownStudyError: `study_name` is not in the database.
+    """
+    from sweeper.data import resolve_data_dir
+    from sweeper.launch.backends import launch_local
+    from sweeper.store import Store, resolve_url
+    from sweeper.tasks.resolve import task_for
+
+    options = check(options)
+    url = shareable(resolve_url(db))
+    data = resolve_data_dir(options.data_dir) if options.data_dir is not None else None
+    done: list[str] = []
+    while True:
+        with Store(url) as store:
+            if study_name is not None:
+                store.study(study_name)  # an unknown name is an error, not an empty queue
+            names = [study_name] if study_name is not None else store.studies_with_work()
+            for name in names:
+                info = store.study(name)
+                store.requeue_lost(info.id, socket.gethostname(), pid_alive)
+                open_budget = info.study.searched and len(store.proposals(info.id)) < (
+                    info.study.budget or 0
+                )
+                left = sum(store.counts(info.id)[s] for s in ("queued", "running"))
+                if left == 0 and not open_budget:
+                    continue
+                task = task_for(info.study, code=info.code)
+                worker, mode = worker_options(info.study, task, options, data)
+                on_join(name, mode)
+                launch_local(url, name, options.workers, worker)
+                if name not in done:
+                    done.append(name)
+        if not wait:
+            return done
+        time.sleep(poll_s)
+
+
+def shareable(url: str) -> str:
+    """The URL with a relative SQLite path made absolute, for workers in other directories."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(Path(url.removeprefix(prefix)).resolve())
+    return url
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host is alive (a trial of a dead local run can be re-queued)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
