@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sweeper.plan import grid  # noqa: E402
-from sweeper.spec import parse_study  # noqa: E402
 from sweeper.store import Store, WorkerId  # noqa: E402
+from sweeper.study import parse_study  # noqa: E402
 from sweeper.tasks import get_task  # noqa: E402
 from sweeper.tasks.base import TrialOutcome  # noqa: E402
 

@@ -25,7 +25,6 @@ learns whether the "off" end is good, while the task sees an exact 0.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sweeper.errors import SweeperError
 from sweeper.plan import PlannedTrial, canonical_json, trial_key
+from sweeper.samplers import make_pruner, make_sampler
 from sweeper.study import Study
 
 if TYPE_CHECKING:
@@ -198,30 +198,8 @@ def _mean_curve(curves: Sequence[list[float]]) -> dict[int, float]:
     return out
 
 
-def make_sampler(study: Study, offset: int) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded by `sampler_seed` and `offset` (the proposals so far)."""
-    import optuna
-
-    seed = int(hashlib.sha256(f"{study.sampler_seed}:{offset}".encode()).hexdigest()[:8], 16)
-    if study.kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if study.kind == "tpe":
-        # constant_liar: configurations still running count as bad guesses, so that workers
-        # asking at the same time do not all propose the same neighbourhood.
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    raise SweeperError(f"study {study.name!r} of kind {study.kind!r} has no sampler")
 
 
-def make_pruner(study: Study) -> optuna.pruners.BasePruner:
-    """The study's pruner (Optuna's median or successive-halving rule), or a no-op."""
-    import optuna
-
-    if study.pruner == "median":
-        # Five finished configurations before judging, and not before epoch 5.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5)
-    if study.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=5, reduction_factor=3)
-    return optuna.pruners.NopPruner()
 
 
 def build_study(

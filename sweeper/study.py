@@ -1,13 +1,15 @@
 """A validated study: what the store keeps and every later command reads back.
 
-Kept apart from `sweeper.spec` (which validates study files with pydantic) so that the query
-commands, which only read stored studies, never import the validator.
+`Study.from_file` and `Study.from_dict` validate with `sweeper.spec` (pydantic and the task
+registry), imported only then, so that the query commands, which only read stored studies,
+never import the validator.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -28,6 +30,13 @@ class Study:
         pruner: "median", "halving" or None (no pruning).
         aggregate: how a configuration's seeds are combined into the value the sampler sees.
         ask: most configurations proposed at once by one worker (a batch of asks).
+        command: a command task's argument template (`task` is then ``"command"``).
+        timeout: seconds a trial of a user's task may run before it fails (None: no limit).
+        params_model: where a function task's pydantic model of its parameters is, e.g.
+            ``"train.py:Params"`` (None: the function's ``Params`` attribute, if any).
+        prune_on: the reported curve a pruner judges (user tasks; default: the metric's name).
+        base_dir: the absolute directory of the study file, against which a user's task file
+            and command are resolved; None for built-in tasks.
     """
 
     name: str
@@ -45,7 +54,47 @@ class Study:
     pruner: str | None = None
     aggregate: str = "mean"
     ask: int = 1
+    command: tuple[str, ...] = ()
+    timeout: float | None = None
+    params_model: str | None = None
+    prune_on: str | None = None
+    base_dir: str | None = None
     source: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Study:
+        """Read and validate a study file (TOML).
+
+        Raises:
+            StudyFileError: the file is missing, is not TOML, or fails validation; `problems`
+                lists every problem found, each prefixed with the file name and the field path.
+        """
+        from sweeper import spec
+
+        return cls(**spec.validate(spec.read(path), str(path), Path(path).resolve().parent))
+
+    @classmethod
+    def from_dict(
+        cls, raw: dict[str, Any], label: str = "<study>", *, base_dir: str | Path | None = None
+    ) -> Study:
+        """Validate a study given as a dict with a study file's keys (``name``, ``task``,
+        ``metric``, ``[fixed]`` as ``fixed``, ``[space]`` as ``space``, ...).
+
+        Args:
+            base_dir: what a user's task file or command is relative to (default: the
+                current directory).
+
+        Raises:
+            StudyFileError: every problem found, each prefixed with `label` and the field path.
+        """
+        from sweeper import spec
+
+        return cls(**spec.validate(raw, label, Path(base_dir) if base_dir else None))
+
+    @property
+    def user_task(self) -> bool:
+        """Whether the study runs the user's code (a function or a command), not a built-in."""
+        return bool(self.command) or ":" in self.task
 
     @property
     def searched(self) -> bool:
@@ -75,6 +124,11 @@ class Study:
                 aggregate=self.aggregate,
                 ask=self.ask,
             )
+        # A user's task only: the JSON of a built-in task's study is as it always was.
+        for key in ("command", "timeout", "params_model", "prune_on", "base_dir"):
+            value = getattr(self, key)
+            if value:
+                body[key] = list(value) if key == "command" else value
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -82,9 +136,20 @@ class Study:
         body = json.loads(text)
         body["seeds"] = tuple(body["seeds"])
         body["axes"] = {name: values for name, values in body["axes"]}
+        body["command"] = tuple(body.get("command", ()))
         if "search" in body:
             body["search"] = {name: dist for name, dist in body["search"]}
         return cls(**body, source=source)
+
+
+def load_study(path: str | Path) -> Study:
+    """`Study.from_file`."""
+    return Study.from_file(path)
+
+
+def parse_study(raw: dict[str, Any], label: str) -> Study:
+    """`Study.from_dict`."""
+    return Study.from_dict(raw, label)
 
 
 def conflicting_keys(old: Study, new: Study) -> list[str]:
@@ -98,6 +163,10 @@ def conflicting_keys(old: Study, new: Study) -> list[str]:
     changed: set[str] = set()
     if old.task != new.task:
         changed.add("task")
+    # How a user's code is called is part of what its trials mean (its code is checked by hash).
+    for key in ("command", "params_model", "prune_on"):
+        if getattr(old, key) != getattr(new, key):
+            changed.add(key)
     if old.searched or new.searched:
         # A search's history only means something under the sampler that made it. The budget
         # may grow and seeds may be added (every configuration then runs the new seeds too).

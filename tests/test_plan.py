@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sweeper.plan import canonical_json, grid, trial_key
-from sweeper.spec import parse_study
+from sweeper.study import parse_study
 from sweeper.tasks import get_task
 
 

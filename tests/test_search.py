@@ -18,12 +18,12 @@ import pytest
 
 from sweeper import search
 from sweeper.errors import StudyFileError
+from sweeper.launch.options import WorkerOptions
+from sweeper.launch.worker import run_worker
 from sweeper.plan import canonical_json
-from sweeper.spec import parse_study
 from sweeper.store import Store
-from sweeper.study import Study
+from sweeper.study import Study, parse_study
 from sweeper.tasks import get_task
-from sweeper.worker import WorkerOptions, run_worker
 
 TOY_SEARCH = """
 name = "{name}"
@@ -73,7 +73,7 @@ def sweeper(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
 
 
 def load(path: Path) -> Study:
-    from sweeper.spec import load_study
+    from sweeper.study import load_study
 
     return load_study(path)
 
@@ -434,7 +434,10 @@ def test_pruned_trials_are_stored_with_their_last_epoch(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'p.db'}"
     _run_in_process(db, study_file)
     con = sqlite3.connect(tmp_path / "p.db")
-    rows = con.execute("SELECT params, seed, state, value, curves, metrics FROM trials").fetchall()
+    rows = con.execute(
+        "SELECT t.params, t.seed, t.state, t.value, c.curves, t.metrics FROM trials t "
+        "LEFT JOIN trial_curves c ON c.trial_id = t.id"
+    ).fetchall()
     con.close()
     states = Counter(r[2] for r in rows)
     assert states["pruned"] > 0 and states["completed"] > 0, states

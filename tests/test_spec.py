@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.errors import StudyFileError
-from sweeper.spec import Study, conflicting_keys, load_study, parse_study
+from sweeper.study import Study, conflicting_keys, load_study, parse_study
 from sweeper.tasks import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,195 @@
+"""Study files: TOML -> a validated, normalised `Study`.
+
+Validation reports every problem at once, each as ``<file>: <path>: <what> (got <value>)``, e.g.
+``studies/x.toml: space.lr[2]: must be > 0 (got -0.001)``. Parameter values are checked against
+the task's own pydantic model, field by field, in strict mode (no silent coercion of ``"0.1"``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sweeper.errors import StudyFileError
+from sweeper.registry import unknown
+from sweeper.samplers import KINDS, PRUNERS
+from sweeper.spec.messages import describe
+from sweeper.spec.user import inferred_model, load_task
+from sweeper.spec.values import check_params, check_seeds
+from sweeper.tasks.base import Task
+from sweeper.tasks.resolve import COMMAND
+
+__all__ = ["read", "validate"]
+
+#: top-level keys that only a searched study may set.
+SEARCH_KEYS = ("budget", "sampler_seed", "pruner", "aggregate", "ask")
+
+
+class StudyFile(BaseModel):
+    """The shape of a study file, before the task-specific checks."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    # A built-in or installed task's name, or a user's function ("train.py:train"); or else a
+    # command to run per trial. Exactly one of the two (checked in `validate`).
+    task: str | None = None
+    command: list[str] | None = None
+    params: str | None = None  # where a function task's pydantic Params model is
+    prune_on: str | None = None  # the reported curve a pruner judges (user tasks)
+    timeout: float | None = Field(default=None, gt=0)  # seconds per trial (command tasks)
+    kind: str = "grid"  # "grid" or a sampler of `sweeper.samplers.SAMPLERS` (checked below)
+    metric: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+    description: str = ""
+    seeds: Any = 1  # a count, or a list of seeds; checked by `check_seeds`
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    # A list of values (grid axis, or categorical), or a distribution table (searched studies);
+    # checked entry by entry in `check_params`.
+    space: dict[str, Any] = Field(default_factory=dict)
+    budget: int | None = Field(default=None, ge=1)
+    sampler_seed: int = Field(default=0, ge=0)
+    pruner: str | None = None  # a key of `sweeper.samplers.PRUNERS` (checked below)
+    aggregate: Literal["mean", "median"] = "mean"
+    ask: int = Field(default=1, ge=1)
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Read a study file's TOML table (validate it with `validate`).
+
+    Raises:
+        StudyFileError: the file is missing, unreadable, or not TOML.
+    """
+    label = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyFileError([f"{label}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyFileError([f"{label}: cannot read: {exc}"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError([f"{label}: invalid TOML: {exc}"]) from None
+    return raw
+
+
+def validate(raw: Mapping[str, Any], label: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """Validate a study table; return the keyword arguments of its `sweeper.study.Study`.
+
+    Args:
+        base_dir: the directory a user's task file and command are relative to (the study
+            file's; default: the current directory).
+
+    Raises:
+        StudyFileError: `problems` lists every problem found, each prefixed with `label` (the
+            file name) and the field path.
+    """
+    problems: list[str] = []
+    try:
+        top = StudyFile.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(f"{label}: {describe(err)}" for err in exc.errors())
+        # Go on with what can be checked, so the user sees every problem in one run.
+        top = None
+
+    base = (base_dir or Path.cwd()).resolve()
+    task_name, command = raw.get("task"), raw.get("command")
+    user = command is not None or (isinstance(task_name, str) and ":" in task_name)
+    task, params_model, metrics = load_task(raw, base, label, problems)
+    if user and params_model is None:
+        params_model = inferred_model(raw, label, problems)
+
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list[Any]] = {}
+    search: dict[str, dict[str, Any]] = {}
+    if params_model is not None:
+        fixed, axes, search = check_params(raw, params_model, label, problems)
+        metric = raw.get("metric")
+        if metrics and isinstance(metric, str) and metric not in metrics:
+            problems.append(
+                f"{label}: metric: unknown metric {metric!r} for task {task_name!r}; "
+                f"choose one of: {', '.join(metrics)}"
+            )
+    if isinstance(command, list) and all(isinstance(c, str) for c in command):
+        from sweeper.tasks.command_template import RESERVED, template_problems
+
+        names = [*fixed, *axes, *search]
+        problems.extend(f"{label}: {p}" for p in template_problems(command, names))
+        problems.extend(
+            f"{label}: space.{n}: the name is the trial's own {{{n}}}; rename the parameter"
+            for n in names
+            if n in RESERVED
+        )
+    if raw.get("timeout") is not None and command is None:
+        problems.append(f"{label}: timeout: only for command tasks (command = [...])")
+
+    if isinstance(raw.get("kind"), str) and raw["kind"] not in KINDS:
+        problems.append(f"{label}: kind: {unknown('kind', raw['kind'], KINDS)}")
+    if isinstance(raw.get("pruner"), str) and raw["pruner"] not in PRUNERS:
+        problems.append(f"{label}: pruner: {unknown('pruner', raw['pruner'], PRUNERS)}")
+    seeds = check_seeds(raw.get("seeds", 1), label, problems)
+    _check_search(raw, label, problems)
+    if raw.get("pruner") is not None and task is not None and not user:
+        problem = _pruning_problem(task, str(task_name), fixed)
+        if problem:
+            problems.append(f"{label}: pruner: {problem}")
+    if problems or top is None:
+        raise StudyFileError(problems)
+    defaults = {}
+    if params_model is not None and not getattr(params_model, "__sweeper_inferred__", False):
+        defaults = params_model().model_dump()
+    resolved = {k: v for k, v in {**defaults, **fixed}.items() if k not in axes and k not in search}
+    return dict(
+        name=top.name,
+        task=top.task if top.task is not None else COMMAND,
+        kind=top.kind,
+        metric=top.metric,
+        direction=top.direction,
+        description=top.description,
+        fixed=resolved,
+        axes=axes,
+        seeds=seeds,
+        search=search,
+        budget=top.budget,
+        sampler_seed=top.sampler_seed,
+        pruner=top.pruner,
+        aggregate=top.aggregate,
+        ask=top.ask,
+        command=tuple(top.command or ()),
+        timeout=top.timeout,
+        params_model=top.params,
+        prune_on=top.prune_on,
+        base_dir=str(base) if user else None,
+        source=label,
+    )
+
+
+def _check_search(raw: Mapping[str, Any], label: str, problems: list[str]) -> None:
+    """Rules spanning keys: a searched study has a budget; a grid has none of the search keys."""
+    kind = raw.get("kind", "grid")
+    if kind not in KINDS:
+        return  # reported by the structural check
+    if kind == "grid":
+        for key in SEARCH_KEYS:
+            if key in raw:
+                problems.append(
+                    f'{label}: {key}: only for searched studies (kind = "tpe" or "random")'
+                )
+    elif "budget" not in raw:
+        problems.append(
+            f"{label}: budget: required with kind = {kind!r} (how many configurations to try)"
+        )
+
+
+def _pruning_problem(task: Task, task_name: str, fixed: Mapping[str, Any]) -> str | None:
+    """Why the task cannot prune with these fixed parameters (None: it can)."""
+    check = getattr(task, "pruning_problem", None)
+    if check is None:
+        return f"task {task_name!r} reports no per-epoch validation value to prune on"
+    problem: str | None = check(fixed)
+    return problem
