@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -33,7 +33,8 @@ class TrialOutcome:
     `error` is None for a completed trial; otherwise the trial failed and `metrics` may be empty.
     `curves` maps a curve name (e.g. ``train_loss``) to one value per epoch. `pruned` means the
     study's pruner stopped the trial early: its curves end at that epoch, and its metrics are
-    those of that moment (stored, but never the trial's value).
+    those of that moment (stored, but never the trial's value). `log` is a bounded tail of what
+    the trial printed (a command's stdout and stderr, a function's traceback), or None.
     """
 
     trial_id: int
@@ -41,6 +42,7 @@ class TrialOutcome:
     curves: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
     pruned: bool = False
+    log: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,19 +69,33 @@ class RunContext:
 
 
 class Task(Protocol):
-    """A trainable task, registered by name in `sweeper.tasks.REGISTRY`."""
+    """A trainable task: a built-in one (`sweeper.tasks.REGISTRY`), an installed plugin, a
+    user's function or a command (`sweeper.tasks.resolve`).
 
-    name: ClassVar[str]
-    #: pydantic model of the task's parameters: every field has a default, unknown keys forbidden.
-    Params: ClassVar[type[BaseModel]]
-    #: whether `run` can train a group of more than one trial as a single batched model.
-    supports_batching: ClassVar[bool]
-    #: names of the final metrics the task reports (a study's `metric` must be one of them).
-    metrics: ClassVar[tuple[str, ...]]
+    A task may also have a pydantic model of its parameters, as ``Params`` (built-in tasks:
+    every field has a default, unknown keys forbidden) or ``params_model`` (user tasks, None
+    when the parameters are checked by type only); see `params_model`.
+    """
 
-    # Optional, for pruning: ``validation_curve: ClassVar[str]`` names the per-epoch curve the
-    # task reports through `RunContext.should_prune`, and ``pruning_problem(fixed) -> str | None``
-    # says why a study's fixed parameters leave nothing to prune on (e.g. no validation split).
+    @property
+    def name(self) -> str:
+        """How studies and messages name the task."""
+        ...
+
+    @property
+    def supports_batching(self) -> bool:
+        """Whether `run` can train a group of more than one trial as one batched model."""
+        ...
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The final metrics the task reports (a study's `metric` must be one of them); empty
+        when they are known only once a trial returns them (user tasks)."""
+        ...
+
+    # Optional, for pruning: ``validation_curve`` names the per-epoch curve the task reports
+    # through `RunContext.should_prune`, and ``pruning_problem(fixed) -> str | None`` says why
+    # a study's fixed parameters leave nothing to prune on (e.g. no validation split).
 
     def group_key(self, params: Mapping[str, Any]) -> str:
         """Trials with equal group keys may be trained together as one batched model."""
@@ -100,3 +116,11 @@ class Task(Protocol):
     def run(self, trials: Sequence[TrialInput], ctx: RunContext) -> Iterator[TrialOutcome]:
         """Train `trials` (all with the same group key) and yield one outcome per trial."""
         ...
+
+
+def params_model(task: Task) -> type[BaseModel] | None:
+    """The task's pydantic model of its parameters (``Params`` or ``params_model``), or None."""
+    model: type[BaseModel] | None = getattr(task, "params_model", None) or getattr(
+        task, "Params", None
+    )
+    return model
