@@ -6,11 +6,11 @@ sampler or pruner is one entry here.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeper.registry import choose
+from sweeper.seeds import derive_seed
 
 if TYPE_CHECKING:
     import optuna
@@ -61,7 +61,7 @@ KINDS: tuple[str, ...] = ("grid", *SAMPLERS)
 
 def make_sampler(study: Study, offset: int) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded by `sampler_seed` and `offset` (the proposals so far)."""
-    seed = int(hashlib.sha256(f"{study.sampler_seed}:{offset}".encode()).hexdigest()[:8], 16)
+    seed = derive_seed(offset, str(study.sampler_seed))
     return choose("sampler", study.kind, SAMPLERS)(seed)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sweeper.errors import StudyFileError
-from sweeper.tasks.common import TaskParams, derive_seed, diverged, shared_key, validate_params
+from sweeper.seeds import derive_seed
+from sweeper.tasks.common import TaskParams, diverged, shared_key, validate_params
 
 
 def test_derive_seed_golden_values_of_every_task() -> None:

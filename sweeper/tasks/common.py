@@ -6,13 +6,12 @@ copies a pattern instead of code:
 - `TaskParams`: the base of a task's parameter model (unknown keys are an error).
 - `validate_params`: a mapping -> the task's model, every problem reported with the values.
 - `shared_key`: a group key from validated parameters, leaving out what members may vary.
-- `derive_seed`: one 32-bit seed per purpose of a trial seed, by hashing (never by offsets).
+- seeds come from `sweeper.seeds.derive_seed` (hashing, never offsets).
 - `check_finite` / `diverged`: the one wording of ``diverged: <name> became <value> <when>``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -64,19 +63,6 @@ def shared_key(params: BaseModel, vary: Iterable[str] = (), **extra: Any) -> str
     shared = params.model_dump(exclude=set(vary))
     shared.update(extra)
     return canonical_json(shared)
-
-
-def derive_seed(seed: int, purpose: str, namespace: str = "") -> int:
-    """A 32-bit seed for one `purpose` of the trial seed `seed`, by hashing.
-
-    The first 8 hex digits of ``sha256("<namespace>:<purpose>:<seed>")``, with the namespace
-    part (and its colon) left out when empty. Hashing rather than offsets (seed + 1, ...) keeps
-    the streams of different purposes and neighbouring seeds apart. The tasks' spellings, which
-    stored results depend on (pinned in tests): obesity ``derive_seed(seed, "init")``, ECG
-    ``derive_seed(seed, "init", "ecg")``, toy ``derive_seed(seed, "toy")``.
-    """
-    text = f"{namespace}:{purpose}:{seed}" if namespace else f"{purpose}:{seed}"
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def diverged(name: str, value: float, when: str) -> str:

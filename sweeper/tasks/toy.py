@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from sweeper.plan import canonical_json
+from sweeper.seeds import derive_seed
 from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
-from sweeper.tasks.common import TaskParams, derive_seed
+from sweeper.tasks.common import TaskParams
 
 
 class ToyParams(TaskParams):

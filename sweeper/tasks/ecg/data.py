@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sweeper.errors import DataError
-from sweeper.tasks.common import derive_seed
+from sweeper.seeds import derive_seed
 from sweeper.tasks.ecg.params import DOMAINS, EcgParams
 
 if TYPE_CHECKING:

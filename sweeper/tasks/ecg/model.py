@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sweeper.tasks.common import derive_seed
+from sweeper.seeds import derive_seed
 
 #: blocks per stage; [3, 4, 6, 3] is the "34" of SEResNet34.
 STAGE_BLOCKS = (3, 4, 6, 3)

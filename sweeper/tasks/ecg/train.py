@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from sweeper.tasks.common import check_finite, derive_seed
+from sweeper.seeds import derive_seed
+from sweeper.tasks.common import check_finite
 from sweeper.tasks.ecg.data import IntArray, split_records
 from sweeper.tasks.ecg.params import EcgParams
 

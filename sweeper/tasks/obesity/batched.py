@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sweeper.optim.batched import BatchedOptimizer
-from sweeper.tasks.common import derive_seed, diverged
+from sweeper.seeds import derive_seed
+from sweeper.tasks.common import diverged
 from sweeper.tasks.obesity.data import Split
 from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model
 from sweeper.tasks.obesity.params import ObesityParams

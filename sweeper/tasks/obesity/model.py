@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sweeper.tasks.common import derive_seed
+from sweeper.seeds import derive_seed
 from sweeper.tasks.obesity.data import FEATURES
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sweeper.tasks.common import check_finite, derive_seed
+from sweeper.seeds import derive_seed
+from sweeper.tasks.common import check_finite
 from sweeper.tasks.obesity.data import FloatArray, Split
 from sweeper.tasks.obesity.model import build_model
 from sweeper.tasks.obesity.params import ObesityParams
