@@ -363,3 +363,25 @@ def test_the_shipped_examples_run(tmp_path: Path, example: str) -> None:
     assert len(best) == 4 and all(r["n"] == 2 for r in best)
     if example == "function":
         assert len(list((tmp_path / "trials").glob("example_function/*/model.pt"))) == 8
+
+
+def test_parameters_are_typed_by_the_values_the_study_gives(tmp_path: Path) -> None:
+    from sweeper.errors import StudyFileError
+    from sweeper.study import Study
+
+    (tmp_path / "train.py").write_text(TRAIN)
+    raw = {
+        "name": "typed",
+        "task": "train.py:train",
+        "metric": "val_loss",
+        "fixed": {"epochs": 3, "tag": "a"},
+        "space": {"width": [16, 32], "lr": [1, 0.5], "wd": [0.0]},
+    }
+    study = Study.from_dict(raw, base_dir=tmp_path)
+    assert study.axes["width"] == [16, 32] and all(type(v) is int for v in study.axes["width"])
+    assert study.axes["lr"] == [1.0, 0.5] and all(type(v) is float for v in study.axes["lr"])
+    assert study.fixed == {"epochs": 3, "tag": "a"}
+    bad = {**raw, "space": {"width": [16, "wide"], "lr": [0.1]}}
+    with pytest.raises(StudyFileError) as err:
+        Study.from_dict(bad, "s.toml", base_dir=tmp_path)
+    assert err.value.problems == ["s.toml: space.width: mixes int and str values; use one type"]

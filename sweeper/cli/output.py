@@ -50,10 +50,12 @@ def filter_trials(frame: pd.DataFrame, where: list[str], state: str | None) -> p
         else:
             frame = frame[column.astype(str) == str(value)]
     if state is not None:
-        from sweeper.registry import choose
+        from sweeper.errors import UnknownNameError
+        from sweeper.registry import unknown
         from sweeper.store import STATES
 
-        choose("state", state, dict.fromkeys(STATES, state))
+        if state not in STATES:
+            raise UnknownNameError(unknown("state", state, STATES))
         frame = frame[frame["state"] == state]
     return frame
 

@@ -102,6 +102,6 @@ def common_type(values: list[Any], where: str, problems: list[str]) -> Any:
         return float
     if kinds == {"str"}:
         return str
-    if len(kinds - {"other"}) > 0 and "other" in kinds or len(kinds) > 1:
+    if len(kinds) > 1:
         problems.append(f"{where}: mixes {' and '.join(sorted(kinds))} values; use one type")
     return Any
