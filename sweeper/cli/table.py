@@ -12,7 +12,9 @@ from sweeper.cli.output import metric_frame, open_store
 from sweeper.errors import SweeperError, UnknownNameError
 
 if TYPE_CHECKING:
-    from sweeper.store import Store
+    import pandas as pd
+
+    from sweeper.store import Store, StudyInfo
 
 
 @command("table")
@@ -39,7 +41,22 @@ def table_cmd(
             "domains and their average (domain-generalization studies)."
         ),
     ] = "grid",
-    sem: Annotated[bool, typer.Option(help="--layout domains: show mean ± sem.")] = False,
+    sem: Annotated[bool, typer.Option(help="Show mean ± sem (with --agg mean).")] = False,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            help="Show mean [95% CI] (t below 10 seeds, bootstrap from 10) and mark with ~ the "
+            "cells whose interval overlaps the best cell's (tied for best)."
+        ),
+    ] = False,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            help="--layout domains: choose each method's other axes (e.g. lr) per held-out "
+            "domain by source (source_f1, validation on the training domains) or oracle "
+            "(the test score itself)."
+        ),
+    ] = None,
 ) -> None:
     """Print the averaged grids: one table per (optimizer, SAM rho), rows lr, columns weight
     decay, cells the mean over seeds, the best cell marked, incomplete cells showing n/expected.
@@ -49,20 +66,33 @@ def table_cmd(
 
     With --layout domains (a domain-generalization study such as ecg_small): rows the methods
     (--rows, default method), columns the held-out domains (--cols, default target) and their
-    average, cells the mean over seeds (--sem adds ± sem), the best row of each column marked.
+    average, cells the mean over seeds (--sem adds ± sem), the best row of each column marked;
+    --select source|oracle picks the other axes per (method, domain) instead of pooling them.
 
-    Example: sweeper table obesity --format markdown
+    --ci adds each cell's 95% interval (the domain Avg's by a stratified bootstrap, or t with
+    Welch-Satterthwaite df below 10 seeds) and marks with ~ the cells tied for best.
 
-    Example: sweeper table ecg_small --layout domains --sem
+    Example: sweeper table obesity --format markdown --ci
+
+    Example: sweeper table ecg_lr --layout domains --select source --ci
     """
     layouts = ("grid", "domains")
     if layout not in layouts:
         raise UnknownNameError(f"unknown layout {layout!r}; choose one of: {', '.join(layouts)}")
+    if select is not None and layout != "domains":
+        raise SweeperError("--select is for --layout domains (it picks per held-out domain)")
+    if (sem or ci) and agg != "mean":
+        raise SweeperError(
+            f"--{'ci' if ci else 'sem'} is about the mean over seeds; drop --agg {agg} "
+            "(or use --agg mean)"
+        )
     with open_store(db) as store:
         if layout == "domains":
-            print_domain_tables(store, name, fmt, rows, cols, group, agg=agg, sem=sem)
+            print_domain_tables(
+                store, name, fmt, rows, cols, group, agg=agg, sem=sem, ci=ci, select=select
+            )
             return
-        print_grid_tables(store, name, agg, fmt, rows, cols, group, bins)
+        print_grid_tables(store, name, agg, fmt, rows, cols, group, bins, sem=sem, ci=ci)
 
 
 def print_grid_tables(
@@ -74,6 +104,9 @@ def print_grid_tables(
     cols: str | None,
     group: list[str] | None,
     bins: int = 4,
+    *,
+    sem: bool = False,
+    ci: bool = False,
 ) -> None:
     from sweeper import render
     from sweeper.report import study_grid_tables
@@ -82,7 +115,15 @@ def print_grid_tables(
     info = store.study(name)
     study = info.study
     tables = study_grid_tables(
-        metric_frame(store, info), study, agg=agg, rows=rows, cols=cols, groups=group, bins=bins
+        metric_frame(store, info),
+        study,
+        agg=agg,
+        rows=rows,
+        cols=cols,
+        groups=group,
+        bins=bins,
+        sem=sem,
+        ci=ci,
     )
     title = render.grid_title(study, tables, agg)
     if fmt == "rich":
@@ -102,6 +143,8 @@ def print_domain_tables(
     *,
     agg: str,
     sem: bool,
+    ci: bool = False,
+    select: str | None = None,
 ) -> None:
     """`sweeper table NAME --layout domains`: methods x held-out domains, plus Avg."""
     from sweeper import render
@@ -115,8 +158,10 @@ def print_domain_tables(
         )
     info = store.study(name)
     study = info.study
+    # Selection by source_f1 needs the other metrics; the plain table only its own.
+    frame = metric_frame(store, info) if select is None else _all_metrics(store, info)
     tables = study_domain_tables(
-        metric_frame(store, info), study, rows=rows, cols=cols, groups=group
+        frame, study, rows=rows, cols=cols, groups=group, ci=ci, select=select
     )
     col_axis = tables[0].col_axis if tables else (cols or "target")
     title = render.domain_title(study, tables, col_axis, sem)
@@ -125,3 +170,9 @@ def print_domain_tables(
             out.print(t)
     else:
         sys.stdout.write(render.render_domain_tables(tables, fmt, title=title, sem=sem))
+
+
+def _all_metrics(store: Store, info: StudyInfo) -> pd.DataFrame:
+    frame = store.frame(info.id, bookkeeping=False)
+    frame[info.study.metric] = frame["value"]
+    return frame

@@ -8,6 +8,14 @@ cell; machine formats (CSV, JSON) keep every digit, so that a re-read gives back
 
 from __future__ import annotations
 
+from sweeper.render.comparisons import (
+    compare_title,
+    config_frame,
+    interval_cell,
+    render_comparisons,
+    render_config_comparison,
+    rich_comparisons,
+)
 from sweeper.render.domains import domain_title, render_domain_tables, rich_domain_tables
 from sweeper.render.frames import render_frame, rich_frame
 from sweeper.render.grid import grid_title, group_label, render_tables, rich_tables
@@ -16,6 +24,12 @@ from sweeper.render.text import FORMATS, check_format, format_value
 __all__ = [
     "FORMATS",
     "check_format",
+    "compare_title",
+    "config_frame",
+    "interval_cell",
+    "render_comparisons",
+    "render_config_comparison",
+    "rich_comparisons",
     "domain_title",
     "format_value",
     "grid_title",

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -13,6 +14,8 @@ from rich.text import Text
 
 from sweeper.registry import choose
 from sweeper.render.text import (
+    TIED_MARK,
+    TIED_RULE,
     csv_scalar,
     data_note,
     format_value,
@@ -26,20 +29,46 @@ from sweeper.render.text import (
     rich_shell,
     rich_text,
     tabular,
+    with_error,
 )
 from sweeper.report import DOMAIN_AVERAGE, DomainTable, axis_label
 from sweeper.study import Study
 
 
 def domain_title(study: Study, tables: Sequence[DomainTable], col_axis: str, sem: bool) -> str:
-    """The title `sweeper table NAME --layout domains` prints above the per-domain tables."""
-    expected = tables[0].expected if tables else 0
+    """The title `sweeper table NAME --layout domains` prints above the per-domain tables.
+
+    Tables with intervals say ``[95% CI]``, how Avg's is computed and what ``~`` marks; a
+    selection says how each cell's hyperparameters were chosen.
+    """
+    first = tables[0] if tables else None
+    expected = first.expected if first is not None else 0
     shown = "mean ± sem" if sem else "mean"
-    return (
+    ci = first is not None and first.ci_low is not None
+    if ci:
+        shown += " [95% CI]"
+    title = (
         f"{study.name}: {study.metric} ({study.direction}) on the held-out {col_axis}, {shown} "
         f"over seeds (a complete cell holds {expected} trials); Avg = mean of the "
-        f"{len(study.axes[col_axis])} domain columns{data_note(study)}"
+        f"{len(study.axes[col_axis])} domain columns"
     )
+    if ci:
+        title += (
+            " (its CI: t with Welch-Satterthwaite df below 10 seeds per domain, else a bootstrap "
+            f"stratified by domain); {TIED_RULE.replace('cell', 'row')} in that column"
+        )
+    if first is not None and first.selection is not None:
+        title += f"; {SELECTION_TEXT[first.selection]}"
+    return title + data_note(study)
+
+
+#: what a selection did, in the words of the table title.
+SELECTION_TEXT = {
+    "oracle": "hyperparameters chosen per (row, domain) by ORACLE selection: the best seed mean "
+    "on the held-out domain itself (an upper bound: it looks at the test data)",
+    "source": "hyperparameters chosen per (row, domain) by SOURCE selection: the best seed mean "
+    "of source_f1, validation on the training domains (the honest choice)",
+}
 
 
 def render_domain_tables(
@@ -138,10 +167,16 @@ def _domain_cell_parts(table: DomainTable, i: int, j: int, fmt: str, sem: bool) 
         n = table.counts[i][j]
         suffix = f" ({n}/{table.expected})" if 0 < n < table.expected else ""
     value = format_value(mean, "mean", fmt)
-    if sem and mean is not None and err is not None:
-        plus_minus = "$\\pm$" if fmt == "latex" else "±"
-        value = f"{value} {plus_minus} {format_value(err, 'sem', fmt)}"
-    return value, suffix
+    if mean is not None:
+        value = with_error(
+            value,
+            fmt,
+            sem=err if sem else None,
+            low=table.ci_low[i][j] if table.ci_low is not None else None,
+            high=table.ci_high[i][j] if table.ci_high is not None else None,
+        )
+    tied = TIED_MARK[fmt] if table.tied is not None and table.tied[i][j] else ""
+    return value, tied + suffix
 
 
 def _csv_domain_tables(tables: Sequence[DomainTable]) -> str:
@@ -150,7 +185,8 @@ def _csv_domain_tables(tables: Sequence[DomainTable]) -> str:
     if tables:
         first = tables[0]
         head = [*first.group, first.row_axis, first.col_axis]
-        writer.writerow([*head, "mean", "sem", "n", "expected", "best"])
+        ci = ["ci_low", "ci_high", "tied"] if first.ci_low is not None else []
+        writer.writerow([*head, "mean", "sem", *ci, "n", "expected", "best"])
     for table in tables:
         group = [csv_scalar(v) for v in table.group.values()]
         n_domains = len(table.domains)
@@ -169,12 +205,39 @@ def _csv_domain_tables(tables: Sequence[DomainTable]) -> str:
                         csv_scalar(domain),
                         format_value(mean, "mean", "csv"),
                         format_value(err, "sem", "csv"),
+                        *_csv_interval(table, i, j),
                         str(n),
                         str(expected),
                         "true" if table.best[j] == i else "false",
                     ]
                 )
     return buffer.getvalue()
+
+
+def _csv_interval(table: DomainTable, i: int, j: int) -> list[str]:
+    if table.ci_low is None or table.ci_high is None or table.tied is None:
+        return []
+    return [
+        format_value(table.ci_low[i][j], "mean", "csv"),
+        format_value(table.ci_high[i][j], "mean", "csv"),
+        "true" if table.tied[i][j] else "false",
+    ]
+
+
+def _json_extra(table: DomainTable) -> dict[str, Any]:
+    """The keys of intervals and selection, only where the table carries them."""
+    out: dict[str, Any] = {}
+    if table.ci_low is not None and table.ci_high is not None:
+        out["ci_low"] = [[json_scalar(v) for v in row] for row in table.ci_low]
+        out["ci_high"] = [[json_scalar(v) for v in row] for row in table.ci_high]
+        out["tied"] = table.tied
+    if table.selection is not None:
+        out["selection"] = table.selection
+        out["chosen"] = [
+            [{k: json_scalar(v) for k, v in cell.items()} for cell in row]
+            for row in table.chosen or []
+        ]
+    return out
 
 
 def _json_domain_tables(tables: Sequence[DomainTable]) -> str:
@@ -198,6 +261,7 @@ def _json_domain_tables(tables: Sequence[DomainTable]) -> str:
             "counts": table.counts,
             "expected": table.expected,
             "best": table.best,
+            **_json_extra(table),
         }
         for table in tables
     ]

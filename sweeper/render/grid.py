@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -13,6 +14,8 @@ from rich.text import Text
 
 from sweeper.registry import choose
 from sweeper.render.text import (
+    TIED_MARK,
+    TIED_RULE,
     csv_scalar,
     data_note,
     format_value,
@@ -26,6 +29,7 @@ from sweeper.render.text import (
     rich_shell,
     rich_text,
     tabular,
+    with_error,
 )
 from sweeper.report import GridTable, axis_label
 from sweeper.study import Study
@@ -41,9 +45,17 @@ def grid_title(study: Study, tables: Sequence[GridTable], agg: str) -> str:
 
     Returns:
         e.g. ``obesity: test_mse (minimize), mean over seeds (a complete cell holds 3 trials)``;
-        for a searched study, what a bin holds; a study run on synthetic data says so.
+        for a searched study, what a bin holds; a study run on synthetic data says so. Tables
+        with intervals say ``mean [95% CI]`` and what the tied mark means; with sems,
+        ``mean ± sem``.
     """
-    direction = f"{study.name}: {study.metric} ({study.direction}), {agg} over"
+    shown = agg
+    first = tables[0] if tables else None
+    if first is not None and first.sems is not None:
+        shown = f"{shown} ± sem"
+    if first is not None and first.ci_low is not None:
+        shown = f"{shown} [95% CI: t below 10 trials, bootstrap from 10]"
+    direction = f"{study.name}: {study.metric} ({study.direction}), {shown} over"
     if study.searched:
         title = (
             f"{direction} the trials in each bin ({study.kind} search; --agg count shows how many)"
@@ -51,6 +63,8 @@ def grid_title(study: Study, tables: Sequence[GridTable], agg: str) -> str:
     else:
         expected = tables[0].expected if tables else 0
         title = f"{direction} seeds (a complete cell holds {expected} trials)"
+    if first is not None and first.tied is not None:
+        title += f"; {TIED_RULE}"
     return title + data_note(study)
 
 
@@ -114,9 +128,18 @@ def _cell_parts(table: GridTable, i: int, j: int, fmt: str) -> tuple[str, str]:
     Counts show no suffix: the count already is the first half of it.
     """
     value = format_value(table.values[i][j], table.agg, fmt)
+    if table.values[i][j] is not None:
+        value = with_error(
+            value,
+            fmt,
+            sem=table.sems[i][j] if table.sems is not None else None,
+            low=table.ci_low[i][j] if table.ci_low is not None else None,
+            high=table.ci_high[i][j] if table.ci_high is not None else None,
+        )
     n = table.counts[i][j]
     incomplete = n < table.expected and table.agg != "count"
-    return value, f" ({n}/{table.expected})" if incomplete else ""
+    tied = TIED_MARK[fmt] if table.tied is not None and table.tied[i][j] else ""
+    return value, tied + (f" ({n}/{table.expected})" if incomplete else "")
 
 
 def _markdown_tables(tables: Sequence[GridTable], title: str) -> str:
@@ -147,7 +170,7 @@ def _csv_tables(tables: Sequence[GridTable]) -> str:
         axes = [*first.group, first.row_axis]
         if first.col_axis is not None:
             axes.append(first.col_axis)
-        writer.writerow([*axes, "value", "n", "expected", "best"])
+        writer.writerow([*axes, "value", *_extra_names(first), "n", "expected", "best"])
     for table in tables:
         group = [csv_scalar(v) for v in table.group.values()]
         for i, row in enumerate(table.rows):
@@ -158,8 +181,28 @@ def _csv_tables(tables: Sequence[GridTable]) -> str:
                 value = format_value(table.values[i][j], table.agg, "csv")
                 best = "true" if table.best == (i, j) else "false"
                 counts = [str(table.counts[i][j]), str(table.expected)]
-                writer.writerow([*group, *shown, value, *counts, best])
+                extra = _extra_cells(table, i, j)
+                writer.writerow([*group, *shown, value, *extra, *counts, best])
     return buffer.getvalue()
+
+
+def _extra_names(table: GridTable) -> list[str]:
+    """The CSV columns of the sems and intervals a table carries (none by default)."""
+    names = ["sem"] if table.sems is not None else []
+    return names + (["ci_low", "ci_high", "tied"] if table.ci_low is not None else [])
+
+
+def _extra_cells(table: GridTable, i: int, j: int) -> list[str]:
+    cells = []
+    if table.sems is not None:
+        cells.append(format_value(table.sems[i][j], "sem", "csv"))
+    if table.ci_low is not None and table.ci_high is not None and table.tied is not None:
+        cells += [
+            format_value(table.ci_low[i][j], "mean", "csv"),
+            format_value(table.ci_high[i][j], "mean", "csv"),
+            "true" if table.tied[i][j] else "false",
+        ]
+    return cells
 
 
 def _latex_tables(tables: Sequence[GridTable], title: str) -> str:
@@ -185,22 +228,37 @@ def _latex_tables(tables: Sequence[GridTable], title: str) -> str:
 
 def _json_tables(tables: Sequence[GridTable]) -> str:
     out = [
-        {
-            "group": {k: json_scalar(v) for k, v in table.group.items()},
-            "row_axis": table.row_axis,
-            "col_axis": table.col_axis,
-            "rows": [json_scalar(v) for v in table.rows],
-            "cols": [json_scalar(v) for v in table.cols],
-            "metric": table.metric,
-            "agg": table.agg,
-            "values": [[json_scalar(v) for v in row] for row in table.values],
-            "counts": table.counts,
-            "expected": table.expected,
-            "best": list(table.best) if table.best is not None else None,
-        }
+        _json_with_extra(
+            table,
+            {
+                "group": {k: json_scalar(v) for k, v in table.group.items()},
+                "row_axis": table.row_axis,
+                "col_axis": table.col_axis,
+                "rows": [json_scalar(v) for v in table.rows],
+                "cols": [json_scalar(v) for v in table.cols],
+                "metric": table.metric,
+                "agg": table.agg,
+                "values": [[json_scalar(v) for v in row] for row in table.values],
+                "counts": table.counts,
+                "expected": table.expected,
+                "best": list(table.best) if table.best is not None else None,
+            },
+        )
         for table in tables
     ]
     return json.dumps(out, indent=2, allow_nan=False) + "\n"
+
+
+def _json_with_extra(table: GridTable, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with ``sems``, ``ci_low``, ``ci_high`` and ``tied`` appended where the table
+    carries them (a table without them gives the JSON it always gave)."""
+    matrices = {"sems": table.sems, "ci_low": table.ci_low, "ci_high": table.ci_high}
+    for key, matrix in matrices.items():
+        if matrix is not None:
+            body[key] = [[json_scalar(v) for v in row] for row in matrix]
+    if table.tied is not None:
+        body["tied"] = table.tied
+    return body
 
 
 def _rich_tables_text(tables: Sequence[GridTable], title: str) -> str:

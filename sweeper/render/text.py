@@ -88,6 +88,28 @@ def format_value(value: float | None, agg: str, fmt: str = "markdown") -> str:
     return f"{value:.3f}"
 
 
+#: the mark of a cell tied for best (its 95% interval overlaps the best cell's), per format.
+TIED_MARK = {"rich": " ~", "markdown": " ~", "latex": " $\\sim$", "csv": "", "json": ""}
+TIED_RULE = "~ marks a cell whose 95% interval overlaps the best cell's (tied for best)"
+
+
+def with_error(
+    value: str,
+    fmt: str,
+    *,
+    sem: float | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> str:
+    """A mean's cell text with ``± sem`` and/or ``[low, high]`` appended where known."""
+    if sem is not None:
+        plus_minus = "$\\pm$" if fmt == "latex" else "±"
+        value = f"{value} {plus_minus} {format_value(sem, 'sem', fmt)}"
+    if low is not None and high is not None:
+        value = f"{value} [{format_value(low, 'mean', fmt)}, {format_value(high, 'mean', fmt)}]"
+    return value
+
+
 def marked(value: str, suffix: str, *, best: bool) -> Text:
     """A rich cell: the best one bold green and starred (the star shows without colour too)."""
     text = Text(value, style="bold green" if best else "")

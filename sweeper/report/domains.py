@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeper.report.grid import grid_tables
+from sweeper.report.grid import cell_samples, grid_tables
+from sweeper.report.intervals import LEVEL, cell_interval, overlaps
+from sweeper.stats import stratified_avg_interval
 
 #: the label of the per-domain tables' last column: the plain mean of the domain columns.
 DOMAIN_AVERAGE = "Avg"
@@ -38,6 +41,16 @@ class DomainTable:
         best: per column (the domains, then Avg), the row with the best mean under
             `direction` (ties: the first row); None for a column without values.
         metric: the metric shown; direction: ``minimize`` or ``maximize``.
+        ci_low: per row, the lower ends of the 95% intervals of the domain means
+            (`sweeper.stats.interval`) and, last, of Avg (`sweeper.stats.stratified_avg_interval`);
+            None where there is no interval; the attribute is None unless ``ci=True``.
+        ci_high: the upper ends, likewise.
+        tied: per row and column (the domains, then Avg), whether the interval overlaps that
+            column's best row's (the best row itself: False); None unless ``ci=True``.
+        selection: ``oracle`` or ``source`` when each (row, domain) cell holds the trials of
+            one hyperparameter configuration chosen by `sweeper.compare.select`; else None.
+        chosen: per row and domain the chosen hyperparameters (axis -> value); None without
+            a selection.
     """
 
     group: dict[str, Any]
@@ -54,6 +67,11 @@ class DomainTable:
     best: list[int | None]
     metric: str
     direction: str
+    ci_low: list[list[float | None]] | None = None
+    ci_high: list[list[float | None]] | None = None
+    tied: list[list[bool]] | None = None
+    selection: str | None = None
+    chosen: list[list[dict[str, Any]]] | None = None
 
 
 def domain_tables(
@@ -66,6 +84,7 @@ def domain_tables(
     rows: str = "method",
     cols: str = "target",
     groups: Sequence[str] | None = None,
+    ci: bool = False,
 ) -> list[DomainTable]:
     """Per-domain tables: the metric's mean (and sem) over seeds per (row, held-out domain).
 
@@ -79,6 +98,7 @@ def domain_tables(
         cols: the held-out-domain axis (default ``target``).
         groups: axes to make one table per combination of; default every other axis. Axes in
             none of rows, cols and groups are pooled.
+        ci: fill `DomainTable.ci_low`, `ci_high` and `tied`.
 
     Returns:
         One table per combination of the groups' values (the first group outermost).
@@ -102,8 +122,11 @@ def domain_tables(
         for agg in ("mean", "sem")
     )
     sign = 1.0 if direction == "minimize" else -1.0
+    group_axes = [a for a in axes if a not in (rows, cols)] if groups is None else list(groups)
+    cells = cell_samples(df, axes, metric, [*group_axes, rows, cols]) if ci else {}
+    combos = itertools.product(*(range(len(axes[g])) for g in group_axes))
     out = []
-    for m, s in zip(means, sems, strict=True):
+    for m, s, combo in zip(means, sems, combos, strict=True):
         avg: list[float | None] = []
         avg_sem: list[float | None] = []
         for row_means, row_sems in zip(m.values, s.values, strict=True):
@@ -120,6 +143,9 @@ def domain_tables(
         for column in columns:
             ranked = [(sign * v, i) for i, v in enumerate(column) if v is not None]
             best.append(min(ranked)[1] if ranked else None)
+        extra: dict[str, Any] = {}
+        if ci:
+            extra = _intervals(cells, combo, len(m.rows), len(m.cols), best)
         out.append(
             DomainTable(
                 group=m.group,
@@ -136,6 +162,37 @@ def domain_tables(
                 best=best,
                 metric=metric,
                 direction=direction,
+                **extra,
             )
         )
     return out
+
+
+def _intervals(
+    cells: Mapping[tuple[int, ...], np.ndarray],
+    combo: tuple[int, ...],
+    n_rows: int,
+    n_domains: int,
+    best: list[int | None],
+) -> dict[str, Any]:
+    """ci_low, ci_high and tied of one table: t or bootstrap per cell, stratified for Avg."""
+    empty = np.empty(0)
+    lows: list[list[float | None]] = []
+    highs: list[list[float | None]] = []
+    for i in range(n_rows):
+        row = [cells.get((*combo, i, j), empty) for j in range(n_domains)]
+        ends = [cell_interval(x) for x in row]
+        avg = stratified_avg_interval(dict(enumerate(row)), LEVEL)
+        ends.append((avg.low, avg.high))
+        lows.append([None if math.isnan(lo) else lo for lo, _ in ends])
+        highs.append([None if math.isnan(hi) else hi for _, hi in ends])
+    tied = [[False] * (n_domains + 1) for _ in range(n_rows)]
+    for j, b in enumerate(best):
+        if b is None:
+            continue
+        best_low, best_high = lows[b][j], highs[b][j]
+        if best_low is None or best_high is None:
+            continue
+        for i in range(n_rows):
+            tied[i][j] = i != b and overlaps(lows[i][j], highs[i][j], best_low, best_high)
+    return {"ci_low": lows, "ci_high": highs, "tied": tied}

@@ -21,6 +21,7 @@ from sweeper.report.cells import (
     code,
     completed,
 )
+from sweeper.report.intervals import interval_matrix, tied_marks
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class GridTable:
         metric: the metric aggregated.
         agg: the aggregate shown, one of `AGGREGATES`.
         pooled: the axes neither shown nor grouped on, whose values are pooled into each cell.
+        sems: per cell the standard error of the mean (ddof=1; None below two trials); None
+            unless asked for (``sem=True``).
+        ci_low: per cell the lower end of the 95% interval of the mean
+            (`sweeper.stats.interval`; None below two trials); None unless ``ci=True``.
+        ci_high: the upper ends, likewise.
+        tied: per cell whether its interval overlaps the best cell's (the best cell: False);
+            None unless ``ci=True``.
     """
 
     group: dict[str, Any]
@@ -61,6 +69,10 @@ class GridTable:
     metric: str
     agg: str
     pooled: tuple[str, ...] = ()
+    sems: list[list[float | None]] | None = None
+    ci_low: list[list[float | None]] | None = None
+    ci_high: list[list[float | None]] | None = None
+    tied: list[list[bool]] | None = None
 
 
 def grid_tables(
@@ -74,6 +86,8 @@ def grid_tables(
     cols: str | None = "weight_decay",
     groups: Sequence[str] | None = None,
     agg: str = "mean",
+    sem: bool = False,
+    ci: bool = False,
 ) -> list[GridTable]:
     """Aggregate the metric over seeds into one rows x cols table per combination of groups.
 
@@ -90,6 +104,8 @@ def grid_tables(
             `rows` and `cols`, in axis order. Axes in none of rows, cols and groups are pooled.
             Tables come in the product order of the groups' values (the first group outermost).
         agg: the aggregate shown in the cells, one of `AGGREGATES`.
+        sem: fill `GridTable.sems` (the mean's standard error per cell).
+        ci: fill `GridTable.ci_low`, `ci_high` and `tied` (95% intervals of the means).
 
     Returns:
         The tables; every axis value has its row, column or table, even without trials.
@@ -116,13 +132,7 @@ def grid_tables(
     pooled = tuple(a for a in axis_names if a not in used)
     expected = len(seeds) * math.prod(len(axes[a]) for a in pooled)
 
-    trials = completed(df, axes, metric)
-    key_axes = group_axes + shown
-    cells: dict[tuple[int, ...], np.ndarray] = {}
-    if len(trials):
-        grouped = trials.groupby([code(a) for a in key_axes], sort=False)[metric]
-        for key, series in grouped:
-            cells[tuple(int(k) for k in key)] = series.to_numpy(dtype=float)
+    cells = cell_samples(df, axes, metric, group_axes + shown)
 
     row_values = list(axes[rows])
     col_values = [metric] if cols is None else list(axes[cols])
@@ -132,6 +142,7 @@ def grid_tables(
         values: list[list[float | None]] = []
         counts: list[list[int]] = []
         means: list[list[float | None]] = []
+        grid: list[list[np.ndarray]] = []
         for i in range(len(row_values)):
             # With cols=None the single column is keyed by the row alone.
             tails = [(i,)] if cols is None else [(i, j) for j in range(len(col_values))]
@@ -139,6 +150,14 @@ def grid_tables(
             values.append([aggregate(s, agg) for s in samples])
             counts.append([len(s) for s in samples])
             means.append([aggregate(s, "mean") for s in samples])
+            grid.append(samples)
+        best = best_cell(means, counts, direction)
+        extra: dict[str, Any] = {}
+        if sem:
+            extra["sems"] = [[aggregate(s, "sem") for s in row] for row in grid]
+        if ci:
+            lows, highs = interval_matrix(grid)
+            extra.update(ci_low=lows, ci_high=highs, tied=tied_marks(lows, highs, best))
         tables.append(
             GridTable(
                 group={g: axes[g][k] for g, k in zip(group_axes, combo, strict=True)},
@@ -149,10 +168,25 @@ def grid_tables(
                 values=values,
                 counts=counts,
                 expected=expected,
-                best=best_cell(means, counts, direction),
+                best=best,
                 metric=metric,
                 agg=agg,
                 pooled=pooled,
+                **extra,
             )
         )
     return tables
+
+
+def cell_samples(
+    df: pd.DataFrame, axes: Mapping[str, Sequence[Any]], metric: str, key_axes: Sequence[str]
+) -> dict[tuple[int, ...], np.ndarray]:
+    """The metric values of the completed trials per combination of `key_axes` value indices
+    (cells without trials are absent)."""
+    trials = completed(df, axes, metric)
+    cells: dict[tuple[int, ...], np.ndarray] = {}
+    if len(trials):
+        grouped = trials.groupby([code(a) for a in key_axes], sort=False)[metric]
+        for key, series in grouped:
+            cells[tuple(int(k) for k in key)] = series.to_numpy(dtype=float)
+    return cells
