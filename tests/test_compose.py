@@ -4,8 +4,10 @@ The compose file must parse as YAML, hold the services of a small cluster, build
 service from docker/Dockerfile, and wire them together (the runner's scheduler and database are
 services of the file). Every command line is parsed by the real parser of the program that will
 receive it: sweeper's own (Typer/click) for services that keep the image's `sweeper` entrypoint,
-distributed's `dask scheduler` / `dask worker` for the others. `problems` gathers every finding;
-the tests below also feed it broken variants, to prove each check can fail.
+distributed's `dask scheduler` / `dask worker` for the others. The PostgreSQL password comes
+from a secret file only (never a command line, which `ps` shows, nor an environment variable),
+and the Dask scheduler listens on the internal compose network only. `problems` gathers every
+finding; the tests below also feed it broken variants, to prove each check can fail.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker" / "compose.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 SERVICES = {"postgres", "scheduler", "dask-worker", "sweeper-worker", "runner"}
+#: the services that open the database (with the password from the secret file).
+DB_USERS = ("dask-worker", "sweeper-worker", "runner")
 _VAR = re.compile(r"\$\{(\w+)(?:(:?-)([^}]*))?\}")
 
 
@@ -107,6 +111,74 @@ def dockerfile_problems(text: str) -> list[str]:
     return out
 
 
+def url_with_password(text: str) -> str | None:
+    """`text` with its password masked when it is a URL that carries one, else None."""
+    if "://" not in text:
+        return None
+    try:
+        parsed = make_url(text)
+    except Exception:  # noqa: BLE001 - not a database URL at all
+        return None
+    return parsed.render_as_string(hide_password=True) if parsed.password else None
+
+
+def secret_problems(doc: Any, services: dict[str, Any]) -> list[str]:
+    """The password: in a secret file, read by PostgreSQL and by every sweeper service that
+    opens the database; in no command line, environment value or URL."""
+    out = []
+    for name, svc in services.items():
+        for arg in [*(svc.get("entrypoint") or []), *(svc.get("command") or [])]:
+            if url_with_password(str(arg)):
+                out.append(f"{name}: a password on the command line ({url_with_password(arg)})")
+        env = svc.get("environment") or {}
+        for key, value in env.items():
+            if key.endswith("PASSWORD"):
+                out.append(f"{name}: {key} in the environment; use a secret file")
+            elif url_with_password(str(value)):
+                out.append(f"{name}: a password in ${key} ({url_with_password(str(value))})")
+    declared = resolved(doc.get("secrets") or {})
+    pg = services.get("postgres", {})
+    path = (pg.get("environment") or {}).get("POSTGRES_PASSWORD_FILE", "")
+    secret = path.removeprefix("/run/secrets/")
+    if not path.startswith("/run/secrets/") or secret not in declared:
+        out.append(f"postgres: POSTGRES_PASSWORD_FILE {path!r} is not a declared secret")
+        return out
+    source = declared[secret].get("file") if isinstance(declared[secret], dict) else None
+    if not source or not (COMPOSE.parent / source).is_file():
+        out.append(f"secret {secret}: no file {source!r} beside the compose file")
+    for name in ("postgres", *DB_USERS):
+        svc = services.get(name, {})
+        if secret not in (svc.get("secrets") or []):
+            out.append(f"{name}: does not mount the secret {secret}")
+        if name != "postgres":
+            got = (svc.get("environment") or {}).get("SWEEPER_DB_PASSWORD_FILE")
+            if got != path:
+                out.append(f"{name}: SWEEPER_DB_PASSWORD_FILE is {got!r}, not {path}")
+    return out
+
+
+def scheduler_problems(doc: Any, services: dict[str, Any]) -> list[str]:
+    """The scheduler (plain TCP, no TLS) listens on the internal compose network only."""
+    out = []
+    svc = services.get("scheduler", {})
+    host = option([str(a) for a in svc.get("command") or []], "--host")
+    if host in (None, "", "0.0.0.0", "::", "[::]"):
+        out.append(f"scheduler: listens on all interfaces (--host {host})")
+    elif host != "scheduler":
+        out.append(f"scheduler: --host {host} is not its name on the compose network")
+    if svc.get("ports"):
+        out.append(f"scheduler: publishes ports {svc['ports']} on the Docker host")
+    networks = doc.get("networks") or {}
+    joined = svc.get("networks") or ["default"]
+    for net in joined:
+        if not (networks.get(net) or {}).get("internal"):
+            out.append(f"scheduler: on network {net}, which is not internal")
+    health = " ".join(str(a) for a in (svc.get("healthcheck") or {}).get("test", []))
+    if host and host not in health:
+        out.append(f"scheduler: the healthcheck does not connect to {host}, where it listens")
+    return out
+
+
 def problems(doc: Any, dockerfile: str) -> list[str]:
     """Everything wrong with a compose document (and the Dockerfile its services build)."""
     out = dockerfile_problems(dockerfile)
@@ -164,10 +236,11 @@ def problems(doc: Any, dockerfile: str) -> list[str]:
             or parsed.drivername != "postgresql+psycopg"
             or parsed.host != "postgres"
             or parsed.username != pg_env.get("POSTGRES_USER")
-            or parsed.password != pg_env.get("POSTGRES_PASSWORD")
             or parsed.database != pg_env.get("POSTGRES_DB")
         ):
             out.append(f"{name}: --db {url} is not the postgres service's database")
+    out += secret_problems(doc, services)
+    out += scheduler_problems(doc, services)
     if runner[1:2]:
         study = Path(services["runner"].get("working_dir", "/work")) / runner[1]
         if not (
@@ -200,6 +273,32 @@ def test_every_sweeper_service_runs_the_one_image(doc: Any) -> None:
     assert int(services["dask-worker"]["deploy"]["replicas"]) == 2
 
 
+def test_no_password_in_argv_or_environment_and_the_scheduler_stays_inside(doc: Any) -> None:
+    services = resolved(doc["services"])
+    argv = json.dumps([svc.get("command", []) for svc in services.values()])
+    env = json.dumps([svc.get("environment", {}) for svc in services.values()])
+    password = (COMPOSE.parent / resolved(doc["secrets"])["postgres_password"]["file"]).read_text()
+    assert password.strip() and password.strip() not in argv + env
+    assert "POSTGRES_PASSWORD" not in env.replace("POSTGRES_PASSWORD_FILE", "")
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
+        "/run/secrets/postgres_password"
+    )
+    assert services["scheduler"]["command"][:2] == ["--host", "scheduler"]
+    assert doc["networks"]["cluster"]["internal"] is True
+    assert services["scheduler"]["networks"] == ["cluster"]
+    assert services["postgres"]["networks"] == ["cluster"]
+    # distributed's own parser agrees that the scheduler binds to that one host.
+    assert dask_parse(["dask", "scheduler"], services["scheduler"]["command"])["host"] == (
+        "scheduler"
+    )
+
+
+def test_the_image_never_holds_the_password_file() -> None:
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
+    assert "docker/postgres_password.txt" in ignore
+    assert "COPY docker" not in DOCKERFILE.read_text() and "COPY . " not in DOCKERFILE.read_text()
+
+
 def test_interpolation_uses_the_defaults() -> None:
     assert interpolate("a ${X:-b} ${Y-c} ${Z} d") == "a b c  d"
 
@@ -222,6 +321,46 @@ def _mutate(doc: Any, service: str, key: str, value: Any) -> Any:
         ("runner", "build", {"context": ".", "dockerfile": "Dockerfile"}, "instead of"),
         ("runner", "depends_on", {"postgres": {}}, "does not wait for scheduler"),
         ("runner", "working_dir", "/work", "not a study file"),
+        (
+            "runner",
+            "command",
+            [
+                "run",
+                "studies/quick.toml",
+                "--db",
+                "postgresql+psycopg://sweeper:pw@postgres/sweeper",
+                "--backend",
+                "dask",
+                "--scheduler",
+                "tcp://scheduler:8786",
+            ],
+            "runner: a password on the command line",
+        ),  # fmt: skip
+        (
+            "postgres",
+            "environment",
+            {"POSTGRES_USER": "sweeper", "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "sweeper"},
+            "POSTGRES_PASSWORD in the environment",
+        ),
+        (
+            "sweeper-worker",
+            "environment",
+            {"SWEEPER_DB": "postgresql+psycopg://sweeper:pw@postgres/sweeper"},
+            "sweeper-worker: a password in $SWEEPER_DB",
+        ),
+        ("dask-worker", "secrets", [], "dask-worker: does not mount the secret"),
+        ("runner", "environment", {"SWEEPER_DATA_DIR": "/data"}, "SWEEPER_DB_PASSWORD_FILE"),
+        ("scheduler", "command", ["--host", "0.0.0.0", "--port", "8786"], "all interfaces"),
+        ("scheduler", "command", ["--port", "8786"], "all interfaces"),
+        ("scheduler", "command", ["--host", "elsewhere"], "not its name on the compose network"),
+        ("scheduler", "ports", ["8786:8786"], "publishes ports"),
+        ("scheduler", "networks", ["cluster", "default"], "network default, which is not internal"),
+        (
+            "scheduler",
+            "healthcheck",
+            {"test": ["CMD", "python", "-c", "socket.create_connection(('localhost', 8786))"]},
+            "the healthcheck does not connect to scheduler",
+        ),
     ],
 )
 def test_each_check_can_fail(doc: Any, service: str, key: str, value: Any, expected: str) -> None:

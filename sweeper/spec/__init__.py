@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sweeper.errors import StudyFileError
 from sweeper.registry import unknown
 from sweeper.samplers import KINDS, PRUNERS
+from sweeper.spec.bounds import MAX_DEPTH, MAX_FILE_BYTES, SEED_LIMIT, non_finite, too_deep
 from sweeper.spec.messages import describe
 from sweeper.spec.user import inferred_model, load_task
 from sweeper.spec.values import check_params, check_seeds
@@ -27,6 +28,8 @@ __all__ = ["read", "validate"]
 
 #: top-level keys that only a searched study may set.
 SEARCH_KEYS = ("budget", "sampler_seed", "pruner", "aggregate", "ask")
+#: most configurations one worker asks the sampler for at once.
+MAX_ASK = 1000
 
 
 class StudyFile(BaseModel):
@@ -51,30 +54,46 @@ class StudyFile(BaseModel):
     # A list of values (grid axis, or categorical), or a distribution table (searched studies);
     # checked entry by entry in `check_params`.
     space: dict[str, Any] = Field(default_factory=dict)
-    budget: int | None = Field(default=None, ge=1)
-    sampler_seed: int = Field(default=0, ge=0)
+    # How many trials may run is a run's option (`RunOptions.max_trials`), checked by `start`.
+    budget: int | None = Field(default=None, ge=1, lt=SEED_LIMIT)
+    sampler_seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     pruner: str | None = None  # a key of `sweeper.samplers.PRUNERS` (checked below)
     aggregate: Literal["mean", "median"] = "mean"
-    ask: int = Field(default=1, ge=1)
+    ask: int = Field(default=1, ge=1, le=MAX_ASK)
 
 
 def read(path: str | Path) -> dict[str, Any]:
     """Read a study file's TOML table (validate it with `validate`).
 
     Raises:
-        StudyFileError: the file is missing, unreadable, or not TOML.
+        StudyFileError: the file is missing, unreadable, larger than `MAX_FILE_BYTES`, or
+            not TOML.
     """
     label = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # At most one byte past the limit is read: a link to /dev/zero fails at once.
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise StudyFileError([f"{label}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyFileError([f"{label}: cannot read: {exc}"]) from None
+    except IsADirectoryError:
+        raise StudyFileError([f"{label}: is a directory, not a study file"]) from None
+    except OSError as exc:
+        raise StudyFileError([f"{label}: cannot read: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise StudyFileError(
+            [f"{label}: larger than {MAX_FILE_BYTES // 1024} KiB: not a study file"]
+        )
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StudyFileError([f"{label}: not UTF-8 text (byte {exc.start})"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError([f"{label}: invalid TOML: {exc}"]) from None
+    except RecursionError:
+        raise StudyFileError(
+            [f"{label}: invalid TOML: nested deeper than {MAX_DEPTH} levels of tables and arrays"]
+        ) from None
     return raw
 
 
@@ -89,7 +108,10 @@ def validate(raw: Mapping[str, Any], label: str, base_dir: Path | None = None) -
         StudyFileError: `problems` lists every problem found, each prefixed with `label` (the
             file name) and the field path.
     """
-    problems: list[str] = []
+    deep = too_deep(raw, label)
+    if deep:
+        raise StudyFileError([deep])  # nothing else can be walked safely
+    problems = non_finite(raw, label)
     try:
         top = StudyFile.model_validate(raw)
     except ValidationError as exc:

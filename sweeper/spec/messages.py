@@ -58,7 +58,7 @@ def message(err: ErrorDetails) -> str:
 
 
 def show(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))
     if isinstance(value, str):
         return repr(value)

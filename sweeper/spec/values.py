@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any
@@ -9,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sweeper.samplers import KINDS
+from sweeper.spec.bounds import MAX_SEEDS, SEED_LIMIT, finite
 from sweeper.spec.messages import describe, message, show
 
 
@@ -79,13 +82,15 @@ def check_params(
                 problems.append(f"{label}: space.{key}: must not be empty (got [])")
                 continue
             normals: list[Any] = []
+            seen: set[Any] = set()  # a set, not `in normals`: a long axis stays linear
             for i, value in enumerate(values):
                 ok, normal = check_value(model, key, value, f"space.{key}[{i}]", label, problems)
                 if ok:
-                    if normal in normals:
+                    if _identity(normal) in seen:
                         problems.append(
                             f"{label}: space.{key}[{i}]: duplicate value (got {show(value)})"
                         )
+                    seen.add(_identity(normal))
                     normals.append(normal)
             if searched:
                 search[key] = {"type": "categorical", "choices": normals}
@@ -115,6 +120,12 @@ def check_distribution(
     kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
     if high <= low:
         problems.append(f"{label}: {path}.high: must be > low ({show(low)}) (got {show(high)})")
+    elif kind == "float" and not math.isfinite(high - low):
+        # A sampler draws low + u * (high - low): the width itself must be a number.
+        problems.append(
+            f"{label}: {path}: the range from {show(low)} to {show(high)} is too wide to "
+            "sample (high - low overflows)"
+        )
     if table.log and low <= 0:
         problems.append(f"{label}: {path}.low: must be > 0 with log = true (got {show(low)})")
     if table.log and table.step is not None:
@@ -139,10 +150,16 @@ def check_distribution(
 
 
 def check_seeds(value: Any, label: str, problems: list[str]) -> tuple[int, ...]:
-    """`seeds = 3` means seeds 0, 1, 2; `seeds = [0, 7]` lists them."""
+    """`seeds = 3` means seeds 0, 1, 2; `seeds = [0, 7]` lists them.
+
+    At most `MAX_SEEDS` of them, each below `SEED_LIMIT` (the database's integer column).
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             problems.append(f"{label}: seeds: must be >= 1 (got {value})")
+        elif value > MAX_SEEDS:
+            problems.append(f"{label}: seeds: at most {MAX_SEEDS} replicate seeds (got {value})")
+            return ()
         return tuple(range(value))
     if not isinstance(value, list):
         problems.append(
@@ -151,14 +168,24 @@ def check_seeds(value: Any, label: str, problems: list[str]) -> tuple[int, ...]:
         return ()
     if not value:
         problems.append(f"{label}: seeds: must not be empty (got [])")
-    seeds: list[int] = []
+    if len(value) > MAX_SEEDS:
+        problems.append(
+            f"{label}: seeds: at most {MAX_SEEDS} replicate seeds (got a list of {len(value)})"
+        )
+        return ()
+    seeds: dict[int, None] = {}  # ordered, with O(1) look-ups
     for i, seed in enumerate(value):
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             problems.append(f"{label}: seeds[{i}]: must be an integer >= 0 (got {show(seed)})")
+        elif seed >= SEED_LIMIT:
+            problems.append(
+                f"{label}: seeds[{i}]: must be < 2**31 = {SEED_LIMIT} (the database stores seeds "
+                f"as 32-bit integers) (got {seed})"
+            )
         elif seed in seeds:
             problems.append(f"{label}: seeds[{i}]: duplicate seed (got {seed})")
         else:
-            seeds.append(seed)
+            seeds[seed] = None
     return tuple(seeds)
 
 
@@ -169,9 +196,20 @@ def adapter(model: type[BaseModel], key: str) -> TypeAdapter[Any]:
     return TypeAdapter(typ, config=ConfigDict(strict=True))
 
 
+def _identity(value: Any) -> Any:
+    """A hashable stand-in for a parameter value, equal where the values are equal."""
+    try:
+        hash(value)
+    except TypeError:
+        return ("json", json.dumps(value, sort_keys=True, default=str))
+    return value
+
+
 def check_value(
     model: type[BaseModel], key: str, value: Any, path: str, label: str, problems: list[str]
 ) -> tuple[bool, Any]:
+    if not finite(value):
+        return False, None  # reported once, by `bounds.non_finite`
     try:
         return True, adapter(model, key).validate_python(value)
     except ValidationError as exc:

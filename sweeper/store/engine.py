@@ -4,11 +4,19 @@ pragmas, and the one transaction helper every store function runs in.
 On SQLite a write transaction starts with ``BEGIN IMMEDIATE``, so that two processes claiming
 at once serialise instead of both reading the same queued rows. PostgreSQL runs each
 transaction at its default isolation (READ COMMITTED); its claims lock rows instead.
+
+Reading never writes: a SQLite file is switched to WAL (a change to its header) by its first
+write transaction, not on connect, so a query leaves the bytes of a database (or of another
+application's file it refuses) exactly as they were. A full disk, a lock held past the busy
+timeout and a server that refuses the connection become a `StoreError` naming the database
+(its password masked) and what to do.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +25,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from sweeper.errors import StoreError
 
 DEFAULT_DB = "results.db"
+#: seconds a SQLite connection waits for another process's write lock (the URL's
+#: ``?timeout=SECONDS`` sets another).
+BUSY_TIMEOUT_S = 60.0
+#: seconds to wait for a PostgreSQL server to answer (the URL's ``?connect_timeout=`` wins).
+CONNECT_TIMEOUT_S = 10
+#: names a file holding the password of a server URL that has none (a Docker secret), so
+#: that the password is never on a command line (``ps``) or in the URL workers are given.
+PASSWORD_FILE_ENV = "SWEEPER_DB_PASSWORD_FILE"
 
 
 def resolve_url(db: str | None) -> str:
@@ -34,16 +50,90 @@ def resolve_url(db: str | None) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
+    """The URL with any password masked, for messages (even a URL that does not parse)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def reason(exc: DBAPIError) -> str:
     """The driver's own first line of an error, for messages."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def store_error(exc: Exception, url: str) -> StoreError | None:
+    """The `StoreError` a user can act on for a database error that is not a bug: a full disk,
+    a lock held past the busy timeout, a server that cannot be reached. None for any other.
+
+    Args:
+        exc: SQLAlchemy's `OperationalError`, or the SQLite driver's own (raised by the BEGIN
+            that `_on_begin` sends straight to the driver).
+    """
+    if isinstance(exc, OperationalError):
+        why = reason(exc)
+    elif isinstance(exc, sqlite3.OperationalError):
+        why = (str(exc).strip().splitlines() or [""])[0]
+    else:
+        return None
+    parsed = _parsed(url)
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ":memory:"
+        if "database or disk is full" in why:
+            folder = Path(path).resolve().parent
+            return StoreError(
+                f"the disk holding {path} is full (in {folder}): free some space, or give "
+                "--db a file on another disk, and run the command again; the transaction that "
+                "failed was rolled back"
+            )
+        if "disk I/O error" in why:
+            return StoreError(
+                f"cannot write the database {path}: disk I/O error: the disk holding it may be "
+                "full (or failing, or past a file-size limit); free some space, or give --db a "
+                "file on another disk, and run the command again"
+            )
+        if "database is locked" in why:
+            wait = _busy_timeout_s(parsed)
+            return StoreError(
+                f"the database {path} is locked: another process held its write lock for more "
+                f"than {wait:g} s; let it finish (or stop it) and run the command again, or "
+                f"wait longer with --db 'sqlite:///{path}?timeout=SECONDS'"
+            )
+        return None
+    if isinstance(exc, OperationalError) and (
+        exc.connection_invalidated or "connect" in why.lower()
+    ):
+        return StoreError(f"cannot connect to {safe_url(url)}: {why}")
+    return None
+
+
+def _raise_store_error(exc: Exception, url: str) -> None:
+    error = store_error(exc, url)
+    if error is not None:
+        raise error from exc
+
+
+def _parsed(url: str) -> Any:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+
+
+def _busy_timeout_s(parsed: Any) -> float:
+    """The SQLite URL's ``?timeout=SECONDS``, else `BUSY_TIMEOUT_S`."""
+    raw = parsed.query.get("timeout")
+    try:
+        value = float(raw) if raw is not None else BUSY_TIMEOUT_S
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise StoreError(
+            f"{safe_url(parsed.render_as_string(hide_password=False))}: timeout must be a "
+            f"number of seconds between 0 and 86400 (got {raw!r})"
+        )
+    return value
 
 
 def insert(dialect: str, table: Any) -> Any:
@@ -87,14 +177,25 @@ class Database:
         between transactions: a pool check-out and check-in cost a sixth of a claim-and-record
         cycle (bench/orchestrator.py). PostgreSQL connections always go back to the pool, whose
         pre-ping survives a server restart.
+
+        Raises:
+            StoreError: the disk is full, a lock was held past the busy timeout, or the server
+                cannot be reached (see `store_error`); the transaction was rolled back.
         """
-        kept = self._kept_connection() if keep else None
-        conn = kept or self.engine.connect()
+        try:
+            kept = self._kept_connection() if keep else None
+            conn = kept or self.engine.connect()
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            _raise_store_error(exc, self.url)
+            raise
         try:
             if conn.get_execution_options().get("sweeper_write") is not write:
                 conn.execution_options(sweeper_write=write)
             with conn.begin():
                 yield conn
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            _raise_store_error(exc, self.url)
+            raise
         finally:
             if conn is not kept:
                 conn.close()
@@ -115,10 +216,11 @@ class Database:
 def _engine(url: str, *, create: bool) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        # ValueError: a port that is not a number. The password never reaches the message.
         raise StoreError(
-            f"cannot parse database URL {url!r}: use a file path such as results.db, or "
-            "postgresql+psycopg://USER@HOST/DB"
+            f"cannot parse database URL {safe_url(url)!r}: use a file path such as "
+            "results.db, or postgresql+psycopg://USER@HOST:PORT/DB"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database
@@ -131,25 +233,46 @@ def _engine(url: str, *, create: bool) -> Engine:
                 )
             if create and not file.parent.exists():
                 raise StoreError(f"cannot create database {path}: no directory {file.parent}")
-        engine = create_engine(url, connect_args={"timeout": 60})
-        _configure_sqlite(engine)
+        busy_s = _busy_timeout_s(parsed)
+        engine = create_engine(url, connect_args={"timeout": busy_s})
+        _configure_sqlite(engine, busy_s)
         return engine
+    connect: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # Without it an address that never answers hangs for the TCP timeout (minutes).
+        connect["connect_timeout"] = CONNECT_TIMEOUT_S
+    secret = os.environ.get(PASSWORD_FILE_ENV)
+    if secret and parsed.password is None:
+        # Only the engine holds it: the URL that workers are given and messages show has none.
+        parsed = parsed.set(password=_read_password(secret))
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect)
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreError(
             f"cannot open {safe_url(url)}: {exc}; for PostgreSQL install sweeper[postgres]"
         ) from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _read_password(path: str) -> str:
+    """The password in the file `path` (a Docker secret), without its trailing newline."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(4096)
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise StoreError(f"{PASSWORD_FILE_ENV}={path}: cannot read the password: {why}") from None
+    return text.rstrip("\r\n")
+
+
+def _configure_sqlite(engine: Engine, busy_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 60000")
-        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_s * 1000)}")
+        # Every pragma here lasts for the connection only and writes nothing to the file; the
+        # journal mode, which the file keeps, is set by the first write (`_on_begin`).
         # WAL + NORMAL: durable across process crashes (kill -9); a power cut may lose the
         # last transactions, never corrupt the file.
         cur.execute("PRAGMA synchronous = NORMAL")
@@ -163,5 +286,12 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("sweeper_write", True)
+        pooled = conn.connection
         # Straight to the driver: a full SQLAlchemy execution here costs 5% of a claim.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+        driver: Any = pooled.driver_connection
+        if write and not pooled.info.get("sweeper_wal"):
+            # Once per connection, outside a transaction (SQLite's rule for this pragma):
+            # writers and readers then never block each other. A no-op on a WAL file.
+            driver.execute("PRAGMA journal_mode = WAL")
+            pooled.info["sweeper_wal"] = True
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")

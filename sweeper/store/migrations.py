@@ -51,17 +51,25 @@ def open_schema(db: Database, *, create: bool) -> None:
     place from an earlier schema version, or refused.
 
     Raises:
-        StoreError: no sweeper database is there (and `create` is false), or upgrading failed
-            (nothing was changed).
+        StoreError: no sweeper database is there (and `create` is false), a SQLite file holds
+            another application's tables (even with `create`; the file is left as it was),
+            upgrading failed (nothing was changed), or the database cannot be reached (a full
+            disk, a lock held too long: see `sweeper.store.engine.store_error`).
         SchemaVersionError: a newer sweeper wrote it, or its version row is missing.
     """
-    tables = set(inspect(db.engine).get_table_names())
+    # A read transaction: looking must not write (not even SQLite's journal mode).
+    with db.tx(write=False) as conn:
+        tables = set(inspect(conn).get_table_names())
     if MetaRow.__tablename__ not in tables:
+        if tables and (not create or db.engine.dialect.name == "sqlite"):
+            # A SQLite file is one application's: never add sweeper's tables to another's. A
+            # PostgreSQL database may be shared, so `create` adds them beside the others.
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(
+                f"{safe_url(db.url)} is not a sweeper database (no sweeper_meta table; it holds "
+                f"{shown}): give --db a new file or a sweeper database; it was left unchanged"
+            )
         if not create:
-            if tables:
-                raise StoreError(
-                    f"{safe_url(db.url)} is not a sweeper database (no sweeper_meta table)"
-                )
             raise StoreError(
                 f"no sweeper database at {safe_url(db.url)}: run `sweeper run STUDY_FILE` "
                 "first, or point --db / SWEEPER_DB at one"

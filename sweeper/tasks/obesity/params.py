@@ -9,6 +9,11 @@ from pydantic import Field, model_validator
 from sweeper.optim.registry import OptimizerName, get_optimizer, with_momentum
 from sweeper.tasks.common import TaskParams
 
+#: upper bounds that only catch mistakes (a typo'd 2000000 epochs), never a real protocol: the
+#: data set has 2,111 rows, so a batch beyond it is the full batch.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+
 
 class ObesityParams(TaskParams):
     """Parameters of one obesity trial; the defaults are the faithful protocol."""
@@ -21,13 +26,13 @@ class ObesityParams(TaskParams):
     sam_rho: float = Field(default=0.0, ge=0)
     #: momentum, for the optimizers that take one (sgd); must stay 0 with the others (adam).
     momentum: float = Field(default=0.0, ge=0, lt=1)
-    epochs: int = Field(default=200, ge=1)
+    epochs: int = Field(default=200, ge=1, le=MAX_EPOCHS)
     #: epochs used instead of `epochs` when sam_rho > 0 (SAM costs two gradients per step).
-    sam_epochs: int = Field(default=100, ge=1)
-    batch_size: int = Field(default=32, ge=1)
+    sam_epochs: int = Field(default=100, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(default=32, ge=1, le=MAX_BATCH_SIZE)
     schedule: Literal["constant", "cosine"] = "constant"
-    cosine_t_max: int = Field(default=100, ge=1)
-    split_seed: int = Field(default=0, ge=0)
+    cosine_t_max: int = Field(default=100, ge=1, le=MAX_EPOCHS)
+    split_seed: int = Field(default=0, ge=0, lt=2**31)
     train_fraction: float = Field(default=0.8, gt=0, lt=1)
     #: fraction of the training rows held out for validation; 0 = none (the faithful protocol).
     val_fraction: float = Field(default=0.0, ge=0, lt=1)
