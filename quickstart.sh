@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
-# torch first, pinned: any other torch requirement would make pip pick a multi-GB CUDA build.
-.venv/bin/pip install --quiet torch==2.13.0
+# torch first, pinned, from PyTorch's CPU wheel index (else pip's configuration, e.g. a local
+# wheel directory): from PyPI, Linux gets the multi-GB CUDA build. TORCH_INDEX overrides the index.
+bash scripts/install_torch.sh .venv/bin/python torch==2.13.0
 .venv/bin/pip install --quiet -e '.[test]'
 if [ -z "${SWEEPER_DATA_DIR:-}" ] && [ -d ../shared/data/obesity ]; then
   export SWEEPER_DATA_DIR="$(cd ../shared/data && pwd)"

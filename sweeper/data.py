@@ -1,9 +1,16 @@
-"""Datasets on disk: where they live, and fetching them once with a verified checksum.
+"""Datasets and caches on disk: where they live, and fetching a file once with a verified checksum.
+
+Directories come from platformdirs (the same place pooch's ``os_cache`` uses): the user cache
+``~/.cache/sweeper`` on Linux (``$XDG_CACHE_HOME`` honoured), ``~/Library/Caches/sweeper`` on
+macOS, ``%LOCALAPPDATA%/sweeper/Cache`` on Windows. `cache_dir` is the one root of sweeper's
+caches (compiled kernels, decoded ECG arrays; ``$SWEEPER_CACHE_DIR`` overrides it);
+`resolve_data_dir` is where datasets are read and downloaded.
 
 A dataset file lives at ``data_dir/<subdir>/<name>``. `fetch` returns that path when the file is
-there and its sha256 matches; otherwise it downloads it (from a plain URL or out of a zip),
-verifies the bytes *before* writing anything, and moves the file into place atomically, so a
-crash or a bad download never leaves a half-written or unverified file behind.
+there and its sha256 matches; otherwise pooch downloads it into a temporary directory (from a
+plain URL or as a zip), the bytes (or the zip member's) are verified *before* anything is
+written under the data directory, and the file is moved into place atomically, so a crash or a
+bad download never leaves a half-written or unverified file behind.
 """
 
 from __future__ import annotations
@@ -12,13 +19,22 @@ import hashlib
 import io
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import platformdirs
 
 from sweeper.errors import DataError
+
+#: the application name platformdirs places sweeper's directories under.
+APP_NAME = "sweeper"
+#: environment variable: the root of sweeper's caches (compiled kernels, decoded datasets).
+CACHE_ENV = "SWEEPER_CACHE_DIR"
+#: environment variable: the data directory (``--data-dir`` wins over it).
+DATA_ENV = "SWEEPER_DATA_DIR"
 
 #: seconds to wait on the server before a download counts as failed.
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -48,11 +64,43 @@ class RemoteFile:
     zip_member: str | None = None
 
 
-def resolve_data_dir(flag: Path | None) -> Path:
-    """Return the data directory: the ``--data-dir`` flag, else ``SWEEPER_DATA_DIR``, else a cache.
+def user_cache_dir() -> Path:
+    """The user's cache directory for sweeper, from platformdirs (``~/.cache/sweeper`` on Linux,
+    ``$XDG_CACHE_HOME/sweeper`` when that is set and not empty). Nothing is created here."""
+    return platformdirs.user_cache_path(APP_NAME, appauthor=False)
 
-    The cache is ``$XDG_CACHE_HOME/sweeper/data``, or ``~/.cache/sweeper/data`` when
-    ``XDG_CACHE_HOME`` is unset or empty. Nothing is created here.
+
+def user_data_dir() -> Path:
+    """The user's data directory for sweeper, from platformdirs (``~/.local/share/sweeper`` on
+    Linux, ``$XDG_DATA_HOME/sweeper`` when that is set): for what cannot be made again, such
+    as users' trial directories. Nothing is created here."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def cache_dir() -> Path:
+    """The root of sweeper's caches: ``$SWEEPER_CACHE_DIR``, else `user_cache_dir`.
+
+    Compiled kernels (``stacked_mlp-*.so``) and decoded datasets (``ecg-*.npz``) live directly
+    in it, each under its own file-name prefix. Nothing is created here.
+    """
+    explicit = os.environ.get(CACHE_ENV)
+    return Path(explicit).expanduser() if explicit else user_cache_dir()
+
+
+def default_data_dir() -> Path:
+    """Where datasets are downloaded when neither ``--data-dir`` nor ``SWEEPER_DATA_DIR`` is
+    given: ``data`` in `user_cache_dir` (``~/.cache/sweeper/data`` on Linux).
+
+    A cache rather than platformdirs' user *data* directory because every file there can be
+    downloaded again and is checked against its checksum (pooch's ``os_cache`` makes the same
+    choice); earlier releases downloaded to the same place.
+    """
+    return user_cache_dir() / "data"
+
+
+def resolve_data_dir(flag: Path | None) -> Path:
+    """Return the data directory: the ``--data-dir`` flag, else ``SWEEPER_DATA_DIR``, else
+    `default_data_dir`. Nothing is created here.
 
     Args:
         flag: the value of ``--data-dir``, or None when it was not given.
@@ -62,12 +110,10 @@ def resolve_data_dir(flag: Path | None) -> Path:
     """
     if flag is not None:
         return flag.expanduser()
-    from_env = os.environ.get("SWEEPER_DATA_DIR")
+    from_env = os.environ.get(DATA_ENV)
     if from_env:
         return Path(from_env).expanduser()
-    xdg_cache = os.environ.get("XDG_CACHE_HOME")
-    cache_root = Path(xdg_cache) if xdg_cache else Path.home() / ".cache"
-    return cache_root / "sweeper" / "data"
+    return default_data_dir()
 
 
 def fetch(remote: RemoteFile, data_dir: Path, *, url: str | None = None) -> Path:
@@ -102,17 +148,7 @@ def fetch(remote: RemoteFile, data_dir: Path, *, url: str | None = None) -> Path
             )
         return path
 
-    try:
-        with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            payload: bytes = response.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        # URLError covers HTTP errors and refused connections; OSError timeouts and resets;
-        # ValueError a malformed URL (e.g. a typo in an override variable).
-        reason = getattr(exc, "reason", None) or exc
-        raise DataError(
-            f"download of {source} failed ({reason}). {_by_hand(remote, path, source)}"
-        ) from exc
-
+    payload = _download(remote, source, path)
     content = _extract(remote, payload, source, path)
     actual = hashlib.sha256(content).hexdigest()
     if actual != remote.sha256:
@@ -140,11 +176,66 @@ def file_sha256(path: Path) -> str:
 
 
 def _hash_file(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    import pooch
+
+    digest: str = pooch.file_hash(str(path), alg="sha256")
+    return digest
+
+
+def _download(remote: RemoteFile, source: str, path: Path) -> bytes:
+    """Download `source` with pooch into a temporary directory outside the data directory and
+    return its bytes (small files: the obesity zip is 60 kB); a ``file:`` URL is read directly.
+
+    pooch's own ``retrieve`` is not used: it checks the hash of the downloaded file, and for a
+    zip the pinned checksum is the member's, not the archive's (which the publisher may repack);
+    its ``Unzip`` would also write into the data directory before anything is verified.
+
+    Raises:
+        DataError: an unsupported URL, a refused connection, a timeout or an HTTP error.
+    """
+    import pooch
+    from pooch.downloaders import choose_downloader
+
+    parts = urlsplit(source)
+    try:
+        if parts.scheme == "file":  # an offline mirror named by an override variable
+            return Path(url2pathname(parts.path)).read_bytes()
+        if parts.scheme in ("http", "https"):
+            downloader = pooch.HTTPDownloader(timeout=DOWNLOAD_TIMEOUT_S)
+        else:
+            downloader = choose_downloader(source)  # ftp, sftp, doi; else ValueError
+        with tempfile.TemporaryDirectory(prefix="sweeper-download-") as tmp:
+            target = Path(tmp) / "download"
+            downloader(source, str(target), None)
+            return target.read_bytes()
+    except (OSError, ValueError) as exc:
+        # requests' errors (refused connections, timeouts, HTTP status) are OSErrors; ValueError
+        # is a malformed or unsupported URL (e.g. a typo in an override variable).
+        raise DataError(
+            f"download of {source} failed ({_reason(exc)}). {_by_hand(remote, path, source)}"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a download error, e.g. ``[Errno 111] Connection refused``.
+
+    requests wraps the socket error in urllib3's retry and connection errors, whose texts
+    repeat the host and the URL; the innermost one says what went wrong.
+    """
+    inner = exc
+    for _ in range(8):  # bounded: an exception chain could in principle loop
+        nested = getattr(inner, "reason", None)
+        if not isinstance(nested, BaseException) and inner.args:
+            nested = inner.args[0]
+        if not isinstance(nested, BaseException):
+            break
+        inner = nested
+    text = str(inner)
+    # urllib3's NewConnectionError reads "<connection object>: Failed to establish ...: [Errno
+    # 111] Connection refused"; keep what follows the object's repr.
+    if text.startswith("<") and ">: " in text:
+        text = text.split(">: ", 1)[1]
+    return text or type(inner).__name__
 
 
 def _extract(remote: RemoteFile, payload: bytes, source: str, path: Path) -> bytes:

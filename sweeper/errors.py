@@ -45,3 +45,7 @@ class DataError(SweeperError):
 
 class TrialDiverged(Exception):
     """A training run produced NaN or inf; the trial is recorded as failed with this reason."""
+
+
+class MissingExtraError(SweeperError):
+    """An optional dependency is not installed; the message names the extra that provides it."""

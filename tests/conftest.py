@@ -30,14 +30,39 @@ def _no_results_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+OBESITY_CSV_NAME = "ObesityDataSet_raw_and_data_sinthetic.csv"
+
+
+def data_dir_candidates() -> list[Path]:
+    """Where the tests look for the datasets, in order: ``$SWEEPER_DATA_DIR``, ../shared/data
+    beside the repository, and the directory sweeper itself downloads into when neither
+    ``--data-dir`` nor ``SWEEPER_DATA_DIR`` is given (so one download is enough)."""
+    from sweeper.data import DATA_ENV, default_data_dir
+
+    found = [Path(p) for p in [os.environ.get(DATA_ENV)] if p]
+    return [*found, REPO.parent / "shared" / "data", default_data_dir()]
+
+
+def find_data_dir() -> Path | None:
+    """The first candidate holding the obesity CSV (not checked against its checksum here:
+    a damaged file makes the tests fail, which is what should happen), or None."""
+    for candidate in data_dir_candidates():
+        if (candidate / "obesity" / OBESITY_CSV_NAME).is_file():
+            return candidate
+    return None
+
+
 @pytest.fixture
 def data_dir() -> Path:
-    """The shared data directory (../shared/data beside the repository, or $SWEEPER_DATA_DIR)."""
-    candidates = [os.environ.get("SWEEPER_DATA_DIR"), str(REPO.parent / "shared" / "data")]
-    for c in candidates:
-        if c and (Path(c) / "obesity").is_dir():
-            return Path(c)
-    pytest.skip("obesity dataset not found: set SWEEPER_DATA_DIR or place ../shared/data")
+    """The data directory holding the obesity dataset; skipped, saying where it looked, if none."""
+    found = find_data_dir()
+    if found is None:
+        where = ", ".join(str(c) for c in data_dir_candidates())
+        pytest.skip(
+            f"obesity dataset not found in {where}: run `sweeper run quick` once (it downloads "
+            "it) or set SWEEPER_DATA_DIR"
+        )
+    return found
 
 
 def _pg_available() -> str | None:

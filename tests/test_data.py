@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 import sweeper.data
-from sweeper.data import RemoteFile, fetch, file_sha256, resolve_data_dir
+from sweeper.data import (
+    RemoteFile,
+    cache_dir,
+    default_data_dir,
+    fetch,
+    file_sha256,
+    resolve_data_dir,
+    user_cache_dir,
+)
 from sweeper.errors import DataError
 from sweeper.tasks.obesity import ObesityTask
 from sweeper.tasks.obesity.data import (
@@ -56,6 +64,63 @@ def test_data_dir_defaults_to_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert resolve_data_dir(None) == tmp_path / "home" / ".cache" / "sweeper" / "data"
+
+
+def test_one_cache_root_for_kernels_and_decoded_datasets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sweeper.tasks.ecg import loader
+    from sweeper.tasks.obesity import kernel
+
+    monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "explicit"))
+    assert cache_dir() == tmp_path / "explicit" == loader.cache_dir()
+    assert kernel.CACHE_ENV == "SWEEPER_CACHE_DIR"
+    monkeypatch.delenv("SWEEPER_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "sweeper" == loader.cache_dir() == user_cache_dir()
+    # The data directory's default lies in the same user cache, whatever SWEEPER_CACHE_DIR says.
+    monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "explicit"))
+    monkeypatch.delenv("SWEEPER_DATA_DIR", raising=False)
+    assert resolve_data_dir(None) == default_data_dir() == tmp_path / "xdg" / "sweeper" / "data"
+
+
+def test_user_trial_directories_go_to_the_user_data_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from sweeper.study import Study
+    from sweeper.tasks.resolve import trials_dir
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    (gone / "t.py").write_text("def train(params, seed, trial):\n    return {'loss': 0.0}\n")
+    study = Study.from_dict(
+        {"name": "s", "task": "t.py:train", "metric": "loss", "space": {"lr": [0.1]}},
+        base_dir=gone,
+    )
+    shutil.rmtree(gone)  # no directory beside the study file any more: the user data directory
+    monkeypatch.delenv("SWEEPER_TRIALS_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    assert trials_dir(study) == tmp_path / "share" / "sweeper" / "trials" / "s"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert trials_dir(study) == tmp_path / "home" / ".local" / "share" / "sweeper" / "trials" / "s"
+
+
+def test_tests_find_the_data_where_sweeper_downloads_it(
+    csv_path: Path, tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one download into the default data directory, the `data_dir` fixture finds it
+    (before, about 29 tests skipped silently)."""
+    from tests import conftest
+
+    monkeypatch.delenv("SWEEPER_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(conftest, "REPO", tmp_path / "repo")  # no ../shared/data beside it
+    assert conftest.find_data_dir() is None
+    server.payload = _zip_of(CSV_NAME, csv_path.read_bytes())
+    monkeypatch.setenv("SWEEPER_OBESITY_URL", server.url)
+    ObesityTask().check_data({}, resolve_data_dir(None))
+    assert conftest.find_data_dir() == tmp_path / "xdg" / "sweeper" / "data"
 
 
 # --- encoding and split -------------------------------------------------------------------------
@@ -215,15 +280,17 @@ def _zip_of(name: str, content: bytes) -> bytes:
 
 
 class LocalServer:
-    """An HTTP server on 127.0.0.1 in a thread, answering every GET with `payload`."""
+    """An HTTP server on 127.0.0.1 in a thread, answering every GET with `status` and
+    `payload`."""
 
     def __init__(self) -> None:
         self.payload = b""
+        self.status = 200
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-                self.send_response(200)
+                self.send_response(owner.status)
                 self.send_header("Content-Type", "application/zip")
                 self.send_header("Content-Length", str(len(owner.payload)))
                 self.end_headers()
@@ -314,3 +381,22 @@ def test_refused_connection_names_where_to_put_the_file(tmp_path: Path) -> None:
         f"--data-dir or SWEEPER_DATA_DIR at a directory that holds obesity/{CSV_NAME}"
     )
     assert not target.exists()
+
+
+def test_http_error_and_file_url(csv_path: Path, tmp_path: Path, server: LocalServer) -> None:
+    """pooch's HTTP errors become the same one-line DataError; a file: URL (an offline mirror
+    named by SWEEPER_OBESITY_URL) is read directly and verified like a download."""
+    server.status = 404
+    target = tmp_path / "data" / "obesity" / CSV_NAME
+    with pytest.raises(DataError) as info:
+        fetch(_remote(), tmp_path / "data", url=server.url)
+    assert str(info.value).startswith(
+        f"download of {server.url} failed (404 Client Error: Not Found for url: {server.url}). "
+        f"Download {CSV_NAME} from the zip at {server.url} by hand and put it at {target}"
+    )
+    assert not (tmp_path / "data").exists()
+
+    mirror = tmp_path / "mirror.zip"
+    mirror.write_bytes(_zip_of(CSV_NAME, csv_path.read_bytes()))
+    assert fetch(_remote(), tmp_path / "data", url=mirror.as_uri()) == target
+    assert file_sha256(target) == OBESITY_CSV.sha256

@@ -1,8 +1,9 @@
 """The `sweeper` command line: the only package that reads argv, prints, and picks exit codes.
 
 Each module is a group of commands over `sweeper.launch` (run, resume, worker), `sweeper.store`
-and `sweeper.report` (studies, status, runs, best, importance, export, table) and the datasets
-(data); `sweeper.cli.app` holds the app and the error boundary every command runs behind.
+and `sweeper.report` (studies, status, runs, best, importance, export, table), the figures and
+the HTML report (plot: plot, report) and the datasets (data); `sweeper.cli.app` holds the app and
+the error boundary every command runs behind.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from sweeper.cli import data, query, run, show, table
+from sweeper.cli import data, plot, query, run, show, table
+from sweeper.cli import stats as stats  # registers compare, confirm and seeds
 from sweeper.cli.app import DEFAULT_GROUP_SIZE, app
 from sweeper.errors import StoreError
 
@@ -20,6 +22,7 @@ __all__ = [
     "app",
     "data",
     "main",
+    "plot",
     "query",
     "run",
     "show",

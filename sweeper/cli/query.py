@@ -165,23 +165,55 @@ def best(
     db: DbOpt = None,
     top: Annotated[int, typer.Option(help="How many configurations.", min=1)] = 10,
     fmt: FormatOpt = "rich",
+    ci: Annotated[
+        bool,
+        typer.Option(
+            help="Add each configuration's 95% interval of the mean (t below 10 seeds, "
+            "bootstrap from 10) and mark with ~ those overlapping the first one's."
+        ),
+    ] = False,
 ) -> None:
     """Rank configurations by their mean over seeds (with sem and the number of seeds).
 
-    A searched study's configurations are those its sampler proposed.
+    A searched study's configurations are those its sampler proposed. --format json always
+    carries mean, sd, sem, n, ci_low and ci_high (and std, tied).
 
-    Example: sweeper best obesity --top 5
+    Example: sweeper best obesity --top 5 --ci
     """
     with open_store(db) as store:
-        print_best(store, name, top, fmt)
+        print_best(store, name, top, fmt, ci=ci)
 
 
-def print_best(store: Store, name: str, top: int, fmt: str) -> None:
-    """Print the study's `top` configurations ranked by seed mean."""
+def print_best(store: Store, name: str, top: int, fmt: str, *, ci: bool = False) -> None:
+    """Print the study's `top` configurations ranked by seed mean; with `ci` (always in
+    JSON) their intervals too."""
     from sweeper.report import study_best
 
     info = store.study(name)
-    print_frame(study_best(metric_frame(store, info), info.study, top), fmt)
+    ranked = study_best(metric_frame(store, info), info.study, top, ci=ci or fmt == "json")
+    if ci and fmt not in ("csv", "json"):
+        from sweeper.render import interval_cell
+
+        shown = ranked.drop(columns=["std", "ci_low", "ci_high", "tied"])
+        shown.insert(
+            shown.columns.get_loc("mean"),
+            "mean [95% CI]",
+            [
+                interval_cell(m, lo, hi) + (" ~" if t else "")
+                for m, lo, hi, t in ranked[["mean", "ci_low", "ci_high", "tied"]].itertuples(
+                    index=False
+                )
+            ],
+        )
+        shown = shown.drop(columns="mean")
+        if fmt == "rich":
+            out.print(
+                f"{name}: {info.study.metric} ({info.study.direction}), mean [95% CI] over "
+                "seeds; ~ marks an interval overlapping the first configuration's (tied for best)"
+            )
+        print_frame(shown, fmt)
+        return
+    print_frame(ranked, fmt)
 
 
 @command()
@@ -220,23 +252,65 @@ def importance(
 def export(
     name: Annotated[str, typer.Argument(help="Study name.")],
     db: DbOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or parquet.")] = "csv",
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv (default), json, parquet, or optuna: an Optuna storage for "
+            "optuna-dashboard (-o FILE.db, or --to URL).",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
-    curves: Annotated[bool, typer.Option(help="Include per-epoch curves (json only).")] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="--format optuna: any SQLAlchemy URL to write to instead of a SQLite file.",
+            show_default=False,
+        ),
+    ] = None,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            help="Include per-epoch curves (json), or their seed means as intermediate values "
+            "(optuna; slower: Optuna writes them one row at a time)."
+        ),
+    ] = False,
 ) -> None:
-    """Export every trial of a study: parameters, seed, state, metrics, timing, host.
+    """Export every trial of a study: parameters, seed, state, metrics, timing, host; or, with
+    --format optuna, one Optuna trial per configuration (its value the seed mean) that
+    optuna-dashboard and Optuna's plots can open.
 
     Example: sweeper export obesity --format parquet -o obesity.parquet
+
+    Example: sweeper export obesity --format optuna -o optuna.db
     """
-    formats = ("csv", "json", "parquet")
+    fmt = fmt or ("optuna" if to is not None else "csv")
+    formats = ("csv", "json", "parquet", "optuna")
     if fmt not in formats:
-        raise UnknownNameError(f"unknown export format {fmt!r}; choose one of: csv, json, parquet")
+        raise UnknownNameError(
+            f"unknown export format {fmt!r}; choose one of: {', '.join(formats)}"
+        )
+    if output is not None and output.is_dir():
+        raise SweeperError(
+            f"--output {output} is a folder: give a file, e.g. {output / name}.{fmt}"
+        )
+    if output is not None and not output.parent.is_dir():
+        raise SweeperError(f"--output {output}: no folder {output.parent}; create it first")
+    if fmt == "optuna":
+        export_optuna_storage(db, name, output, to, curves)
+        return
+    if to is not None:
+        raise SweeperError("--to is for --format optuna; give a file with --output FILE")
     if fmt == "parquet" and output is None:
         raise SweeperError("parquet is binary: give a file with --output FILE")
     if curves and fmt != "json":
-        raise SweeperError("--curves needs --format json (curves are lists per trial)")
+        raise SweeperError(
+            "--curves needs --format json (curves are lists per trial) or --format optuna"
+        )
     with open_store(db) as store:
         info = store.study(name)
         frame = store.frame(info.id)
@@ -263,3 +337,53 @@ def export(
     else:
         output.write_text(text, encoding="utf-8")
         err.print(f"wrote {len(frame)} trials to {output}")
+
+
+def export_optuna_storage(
+    db: str | None, name: str, output: Path | None, to: str | None, curves: bool
+) -> None:
+    """`sweeper export NAME --format optuna`: write the Optuna storage, say how to open it."""
+    from sweeper.optuna_export import export_optuna
+    from sweeper.store import safe_url
+
+    if (output is None) == (to is None):
+        raise SweeperError(
+            "--format optuna writes an Optuna storage: give a SQLite file with --output "
+            "optuna.db, or a SQLAlchemy URL with --to (one of them)"
+        )
+    if output is not None:
+        check_optuna_file(output)
+    url = to if to is not None else f"sqlite:///{output}"
+    with open_store(db) as store:
+        count = export_optuna(store, name, url, intermediate=curves)
+    shown = safe_url(url)
+    lines = [f"wrote {count} configurations of {name} to {shown}: one Optuna trial each"]
+    if not curves:
+        lines.append("per-epoch intermediate values left out: add --curves for them (slower)")
+    lines.append(f"open it with: pip install optuna-dashboard; optuna-dashboard {shown}")
+    # Plain text: a URL that a console wrapped or read as markup could not be pasted.
+    sys.stderr.write("".join(line + "\n" for line in lines))
+
+
+def check_optuna_file(path: Path) -> None:
+    """Refuse to add Optuna's tables to a SQLite file that holds something else (a results
+    database given by mistake); a new file or an Optuna storage is fine.
+
+    Raises:
+        SweeperError: `path` is a SQLite file with tables and no Optuna ``version_info``.
+    """
+    import sqlite3
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError:
+        tables = {"(not SQLite)"}
+    finally:
+        conn.close()
+    if tables and "version_info" not in tables:
+        raise SweeperError(
+            f"{path} exists and is not an Optuna storage; give a new file, e.g. -o optuna.db"
+        )

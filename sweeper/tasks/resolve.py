@@ -120,11 +120,13 @@ def verify_source(study: Study, source: str, sha256: str) -> None:
 
 def trials_dir(study: Study) -> Path:
     """Where a study's trial directories (`sweeper.Trial.dir`) go: ``$SWEEPER_TRIALS_DIR``
-    if set, else ``sweeper-trials`` beside the study file, else the user data directory;
-    then ``<study name>/``."""
+    if set, else ``sweeper-trials`` beside the study file, else the user data directory
+    (`sweeper.data.user_data_dir`); then ``<study name>/``."""
     root = os.environ.get("SWEEPER_TRIALS_DIR")
     if root:
         return Path(root) / study.name
     if study.base_dir and Path(study.base_dir).is_dir():
         return Path(study.base_dir) / "sweeper-trials" / study.name
-    return Path.home() / ".local" / "share" / "sweeper" / "trials" / study.name
+    from sweeper.data import user_data_dir
+
+    return user_data_dir() / "trials" / study.name

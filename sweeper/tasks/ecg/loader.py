@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -173,8 +174,9 @@ def read_record(path: Path) -> Record:
 
     Raises:
         DataError: neither wfdb nor the fallback can read it, or it lacks one of the 12 leads.
+        MissingExtraError: wfdb is not installed (``pip install 'sweeper[ecg]'``).
     """
-    import wfdb
+    wfdb = require_wfdb()
 
     base = path.with_suffix("") if path.suffix == ".hea" else path
     try:
@@ -187,6 +189,17 @@ def read_record(path: Path) -> Record:
         return read_record_by_hand(base.with_suffix(".hea"))
     signal = _canonical_leads(np.nan_to_num(signal, nan=0.0), names, str(base))
     return Record(base.name, signal, fs, age, sex, codes)
+
+
+def require_wfdb() -> ModuleType:
+    """Import wfdb, which ``sweeper[ecg]`` installs.
+
+    Raises:
+        MissingExtraError: it is not installed; the message names ``sweeper[ecg]``.
+    """
+    from sweeper.extras import require
+
+    return require("wfdb", extra="ecg", purpose="the ECG task")
 
 
 def read_record_by_hand(path: Path) -> Record:
@@ -325,16 +338,11 @@ def load_dataset(
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are kept: ``$SWEEPER_CACHE_DIR``, else the user cache.
+    """Where decoded datasets are kept: `sweeper.data.cache_dir` (``$SWEEPER_CACHE_DIR``, else
+    the user cache), never the data directory, which may be shared and read-only."""
+    from sweeper.data import cache_dir as sweeper_cache_dir
 
-    The user cache is ``$XDG_CACHE_HOME/sweeper/ecg`` (``~/.cache/sweeper/ecg`` when unset):
-    never the data directory, which may be shared and read-only.
-    """
-    explicit = os.environ.get("SWEEPER_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "sweeper" / "ecg"
+    return sweeper_cache_dir()
 
 
 def _decode(
