@@ -56,6 +56,8 @@ def worker_options(
         group_size=group_size,
         lease_s=options.lease_s,
         heartbeat_s=max(1.0, options.lease_s / 6),
+        max_retries=options.max_retries,
+        checkpoint_every_s=options.checkpoint_every_s,
     )
     mode = f"batched, groups of up to {group_size}" if batched else "one trial at a time"
     return worker, mode

@@ -15,6 +15,35 @@ from pathlib import Path
 DEFAULT_GROUP_SIZE = 256
 #: seconds a running trial stays claimed without a heartbeat (the store's default too).
 DEFAULT_LEASE_S = 30.0
+#: most trials one study may plan (a grid's every configuration times its seeds, a search's
+#: budget times its seeds) unless a run raises it: enqueueing a million trials holds SQLite's
+#: write lock for minutes, and such a study is almost always a typo.
+DEFAULT_MAX_TRIALS = 100_000
+#: local worker processes times threads, per core, that a run starts without --force-workers.
+MAX_WORKERS_PER_CORE = 4
+#: (lowest, highest) value of each numeric option, by `RunOptions` field; `check` enforces them
+#: for the CLI and the Python API alike.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "workers": (1, 1_000_000),
+    "threads": (1, 4096),
+    "max_retries": (0, 1000),
+    "group_size": (1, 1_000_000),
+    "max_memory_mb": (16, 1024 * 1024),
+    "lease_s": (2.0, 86_400.0),
+    "max_trials": (1, 100_000_000),
+    "checkpoint_every_s": (0.0, 31_536_000.0),
+}
+#: the command-line spelling of each bounded field, for messages.
+OPTION_NAMES: dict[str, str] = {
+    "workers": "--workers",
+    "threads": "--threads",
+    "max_retries": "--max-retries",
+    "group_size": "--group-size",
+    "max_memory_mb": "--max-memory",
+    "lease_s": "--lease",
+    "max_trials": "--max-trials",
+    "checkpoint_every_s": "--checkpoint-every",
+}
 
 #: mode -> what it asks for. ``auto`` batches where the task supports it and the study does not
 #: prune; ``batched`` insists (an error where it cannot); ``per-trial`` trains one model a trial.
@@ -49,6 +78,10 @@ class RunOptions:
         max_memory_mb: memory budget per worker for a batched group.
         lease_s: seconds a running trial stays claimed without a heartbeat.
         code_changed: a key of `CODE_CHANGED`.
+        max_trials: most trials the study may plan (see `DEFAULT_MAX_TRIALS`).
+        force_workers: start more local workers than `MAX_WORKERS_PER_CORE` allows.
+        checkpoint_every_s: seconds between two checkpoints of a running trial (tasks that
+            can resume; `sweeper.checkpoints`); 0: none.
     """
 
     workers: int | None = None
@@ -63,6 +96,9 @@ class RunOptions:
     max_memory_mb: int = 1024
     lease_s: float = DEFAULT_LEASE_S
     code_changed: str = "refuse"
+    max_trials: int = DEFAULT_MAX_TRIALS
+    force_workers: bool = False
+    checkpoint_every_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +115,9 @@ class WorkerOptions:
         parent_pid: exit as soon as this process is gone (local workers of a killed run).
         max_claims: stop after this many claims (None: until the study is finished).
         poll_s: how often to look again while other workers still run the last trials.
+        max_retries: a trial whose worker process dies goes back to the queue while its
+            attempts are at most this many, and fails after (local workers' supervisor).
+        checkpoint_every_s: seconds between two checkpoints of a running trial; 0: none.
     """
 
     data_dir: str | None  # None: resolved on the worker's host ($SWEEPER_DATA_DIR, cache)
@@ -92,3 +131,5 @@ class WorkerOptions:
     parent_pid: int | None = None
     max_claims: int | None = None
     poll_s: float = 1.0
+    max_retries: int = 1
+    checkpoint_every_s: float = 60.0

@@ -16,6 +16,7 @@ from typing import Any
 
 from sweeper.errors import SweeperError
 from sweeper.launch.backends import BACKENDS
+from sweeper.launch.limits import check_bounds, check_sampling, check_size
 from sweeper.launch.modes import example_params, worker_options
 from sweeper.launch.options import CODE_CHANGED, MODE_ALIASES, MODES, RunOptions, WorkerOptions
 from sweeper.launch.worker import WorkerReport
@@ -76,7 +77,8 @@ def check(options: RunOptions) -> RunOptions:
 
     Raises:
         UnknownNameError: an unknown backend or mode (the message lists the valid ones).
-        SweeperError: a scheduler without the dask backend, or the dask backend without one.
+        SweeperError: a scheduler without the dask backend, or the dask backend without one;
+            a number out of bounds, or too many local workers (see `limits.check_bounds`).
     """
     choose("backend", options.backend, BACKENDS)
     mode = MODE_ALIASES.get(options.mode, options.mode)
@@ -86,6 +88,7 @@ def check(options: RunOptions) -> RunOptions:
         raise SweeperError("--backend dask needs --scheduler tcp://HOST:PORT")
     if options.backend != "dask" and options.scheduler:
         raise SweeperError("--scheduler is for --backend dask; the local backend needs none")
+    check_bounds(options)
     return replace(options, mode=mode)
 
 
@@ -96,8 +99,10 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
     attempts left (`RunOptions.max_retries`).
 
     Raises:
-        SweeperError: anything wrong with the options, the task's data or the database; nothing
-            is written when the input is at fault.
+        SweeperError: anything wrong with the options (see `check`), the study's size or
+            search space (`limits.check_size`, `limits.check_sampling`), the task's data, the
+            Dask scheduler (unreachable) or the database; nothing is written when the input is
+            at fault.
     """
     from sweeper.data import resolve_data_dir
     from sweeper.plan import grid
@@ -107,8 +112,11 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
 
     # Everything that can be wrong with the input is checked before the database is touched.
     options = check(options)
+    check_size(study, options.max_trials)
     task = task_for(study)
     code = code_identity(study)
+    if study.searched:
+        check_sampling(study, task.group_key)
     # A searched study's trials are enqueued by its workers as the sampler proposes them.
     plan = [] if study.searched else grid(study, task.group_key)
     data = resolve_data_dir(options.data_dir)
@@ -116,6 +124,10 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
     # Local workers get the resolved directory; remote ones resolve their own unless told.
     worker_data = data if options.backend == "local" or options.data_dir else None
     worker, mode = worker_options(study, task, options, worker_data)
+    if options.backend == "dask" and options.scheduler:
+        from sweeper.launch.dask_check import check_scheduler
+
+        check_scheduler(options.scheduler)
     url = resolve_url(db)
 
     with Store(url, create=True) as store:
@@ -192,17 +204,24 @@ def _check_code(store: Any, study: Study, sha256: str, path: str, policy: str) -
     )
 
 
-def execute(started: Started) -> list[WorkerReport]:
+def execute(started: Started, on_event: Callable[[str], None] | None = None) -> list[WorkerReport]:
     """Run the workers until the study has no trial left to run (nothing when `todo` is 0).
 
-    KeyboardInterrupt passes through after the workers have put their unfinished trials back.
+    KeyboardInterrupt (`sweeper.launch.signals.Interrupted` on SIGINT or SIGTERM) passes through
+    after the workers have put their unfinished trials back. `on_event` gets one line when a
+    worker dies and is replaced.
     """
     if not started.todo:
         return []
     launcher = BACKENDS[started.options.backend]
     options = started.options
     return launcher(
-        started.url, started.study.name, options.workers, started.worker, options.scheduler
+        started.url,
+        started.study.name,
+        options.workers,
+        started.worker,
+        options.scheduler,
+        on_event=on_event,
     )
 
 
@@ -252,6 +271,7 @@ def work(
     wait: bool = False,
     poll_s: float = 5.0,
     on_join: Callable[[str, str], None] = lambda name, mode: None,
+    on_event: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Join the studies of a shared database from this host and work until none is left.
 
@@ -262,6 +282,7 @@ def work(
         wait: keep polling for new work every `poll_s` seconds instead of returning.
         on_join: called with a study's name and how its trials are trained, as the workers
             join it.
+        on_event: called with one line when a worker dies and is replaced.
 
     Returns:
         The names of the studies worked on.
@@ -295,7 +316,7 @@ def work(
                 task = task_for(info.study, code=info.code)
                 worker, mode = worker_options(info.study, task, options, data)
                 on_join(name, mode)
-                launch_local(url, name, options.workers, worker)
+                launch_local(url, name, options.workers, worker, on_event=on_event)
                 if name not in done:
                     done.append(name)
         if not wait:
