@@ -11,6 +11,36 @@ and its artifact directory are, and reports curve points::
         torch.save(model.state_dict(), trial.dir / "model.pt")
         return {"val_loss": val_loss, "val_acc": val_acc}
 
+Long trials can survive a kill (a preempted node, a SLURM time limit): save the state with
+`Trial.checkpoint` now and then, and call `Trial.restore` at the start, which returns the last
+saved state when a previous attempt of this very trial (same code, parameters and seed) saved
+one::
+
+    def train(params: dict, seed: int, trial: sweeper.Trial) -> dict[str, float]:
+        model, opt = build(params, seed)
+        start = 1
+        state = trial.restore()                  # None on a first attempt
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            torch.set_rng_state(state["rng"])
+            start = state["epoch"] + 1
+        for epoch in range(start, params["epochs"] + 1):
+            ...
+            trial.report(epoch, val_loss=val_loss)
+            trial.checkpoint({"epoch": epoch, "model": model.state_dict(),
+                              "opt": opt.state_dict(), "rng": torch.get_rng_state()})
+        return {"val_loss": val_loss}
+
+`checkpoint` writes only when the run's interval has passed since the last write (`sweeper run
+--checkpoint-every`, 60 s by default), so calling it every epoch is cheap. The curves reported
+so far are saved with the state and come back with it. The state is written with `torch.save`
+and read with ``torch.load(weights_only=True)``: tensors, numbers, strings, and lists, tuples
+and dicts of them (a model's and an optimizer's ``state_dict``, RNG states); anything else
+cannot be restored. It lives under ``$SWEEPER_CHECKPOINT_DIR`` (default: the user cache, see
+`sweeper.checkpoints`), keyed by study and trial, and is deleted once the trial's outcome
+(completed, failed or pruned) is recorded; only a killed attempt leaves it for the next one.
+
 How curves are stored: each curve keeps its values in report order (``curves["val_loss"]``, as
 every task stores them). When the steps of a curve are exactly 1, 2, 3, ... nothing else is
 stored; otherwise the steps go to a parallel curve ``"<name>@step"`` (e.g. ``val_loss@step`` =
@@ -24,7 +54,10 @@ import math
 import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeper.checkpoints import TrialCheckpoint
 
 #: suffix of the curve that holds another curve's step numbers (only when not 1, 2, 3, ...).
 STEP_SUFFIX = "@step"
@@ -63,6 +96,7 @@ class Trial:
         heartbeat: Callable[[], None] | None = None,
         should_prune: Callable[[int, int, float], bool] | None = None,
         prune_curve: str | None = None,
+        checkpoint: TrialCheckpoint | None = None,
     ) -> None:
         """Args:
         trial_id, seed, params: the trial (see the attributes).
@@ -73,6 +107,8 @@ class Trial:
         should_prune: ``should_prune(trial_id, position, value)``, asked with each value of
             the `prune_curve`; True stops the trial.
         prune_curve: the curve the pruner judges (None: never prune).
+        checkpoint: where `checkpoint` and `restore` keep the trial's state (None: the run
+            keeps no checkpoints; `checkpoint` does nothing and `restore` returns None).
         """
         self._id = trial_id
         self._seed = seed
@@ -85,6 +121,9 @@ class Trial:
         self._prune_curve = prune_curve
         self._values: dict[str, list[float]] = {}
         self._steps: dict[str, list[int]] = {}
+        self._checkpoint = checkpoint
+        self._cadence = checkpoint.policy.cadence(1, checkpoint.key[:8]) if checkpoint else None
+        self._saves = 0
 
     @property
     def id(self) -> int:
@@ -147,6 +186,64 @@ class Trial:
             position = len(self._values[curve])
             if self._should_prune(self._id, position, checked[curve]):
                 raise TrialPruned(f"pruned at step {step} ({curve} = {checked[curve]:.6g})")
+
+    def checkpoint(self, state: Mapping[str, Any], *, force: bool = False) -> bool:
+        """Save `state` (with the curves reported so far) for `restore`, when it is time.
+
+        It is time when the run's checkpoint interval (``--checkpoint-every``, 60 s by default)
+        has passed since this trial's last save, or when `force` is true. The file is replaced
+        atomically: a kill while saving leaves the previous state. Call it as often as you
+        like, e.g. after every epoch.
+
+        Args:
+            state: what your function needs to continue, e.g. ``{"epoch": 7, "model":
+                model.state_dict(), "opt": opt.state_dict(), "rng": torch.get_rng_state()}``;
+                tensors, numbers, strings, and lists, tuples and dicts of them.
+            force: save now, whatever the interval.
+
+        Returns:
+            Whether the state was written (False when the run keeps no checkpoints, it is
+            not yet time, or the file could not be written: a warning is logged).
+
+        Raises:
+            TypeError: `state` is not a dict.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a dict (got {type(state).__name__})")
+        if self._checkpoint is None or self._cadence is None:
+            return False
+        self._saves += 1
+        if not (self._cadence.epoch_done(self._saves) or force):
+            return False
+        written = self._checkpoint.save(
+            {"user": dict(state), "values": self._values, "steps": self._steps}
+        )
+        self._cadence.saved()
+        return written
+
+    def restore(self) -> dict[str, Any] | None:
+        """The state last saved by `checkpoint` in an earlier attempt of this trial, or None.
+
+        Call it once, at the start, before reporting anything: the curves reported before the
+        save come back too, so the next `report` continues them. A checkpoint written by other
+        code, for other parameters or seed, or that cannot be read, is never returned (None).
+        """
+        if self._checkpoint is None:
+            return None
+        saved = self._checkpoint.load()
+        if saved is None:
+            return None
+        values, steps = saved.get("values"), saved.get("steps")
+        if isinstance(values, dict) and isinstance(steps, dict):
+            self._values = {str(k): [float(v) for v in vs] for k, vs in values.items()}
+            self._steps = {str(k): [int(s) for s in ss] for k, ss in steps.items()}
+        user = saved.get("user")
+        return dict(user) if isinstance(user, dict) else None
+
+    def discard_checkpoint(self) -> None:
+        """Delete this trial's checkpoint (the task does it once the trial has ended)."""
+        if self._checkpoint is not None:
+            self._checkpoint.remove()
 
     @property
     def curves(self) -> dict[str, list[float]]:

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 import sweeper.tasks.obesity.train as obesity
 from sweeper.errors import StudyFileError, TrialDiverged
+from sweeper.seeds import derive_seed
 from sweeper.tasks import RunContext, TrialInput, TrialOutcome, get_task
-from sweeper.tasks.common import check_finite, derive_seed
+from sweeper.tasks.common import check_finite
 from sweeper.tasks.obesity import ObesityTask
 from sweeper.tasks.obesity.model import build_model
 from sweeper.tasks.obesity.params import ObesityParams

@@ -31,17 +31,49 @@ from sweeper.cli.app import (
     out,
 )
 from sweeper.cli.output import duration, short
-from sweeper.launch.options import RunOptions
+from sweeper.launch.options import DEFAULT_MAX_TRIALS, RunOptions
 
 if TYPE_CHECKING:
     from sweeper.launch.run import RunSummary
     from sweeper.study import Study
 
+MaxTrialsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Refuse a study that plans more trials than this (a grid's configurations times "
+        "its seeds, a search's budget times its seeds).",
+        min=1,
+    ),
+]
+ForceWorkersOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-workers",
+        help="Start more local workers (times --threads) than 4 per core.",
+    ),
+]
+CheckpointEveryOpt = Annotated[
+    float,
+    typer.Option(
+        "--checkpoint-every",
+        help="Save a running trial's training state every this many seconds, so that a killed "
+        "run resumes it there (ecg, obesity, trial.checkpoint); 0: never. Where: "
+        "$SWEEPER_CHECKPOINT_DIR, else $SWEEPER_CACHE_DIR/checkpoints, else "
+        "~/.cache/sweeper/checkpoints.",
+        min=0,
+        metavar="SECONDS",
+    ),
+]
+
 
 @command()
 def run(
     study_file: Annotated[
-        Path, typer.Argument(help="The study's TOML file.", metavar="STUDY_FILE")
+        Path,
+        typer.Argument(
+            help="The study's TOML file, or a packaged study's name (quick, obesity, ...).",
+            metavar="STUDY_FILE",
+        ),
     ],
     db: DbOpt = None,
     workers: WorkersOpt = None,
@@ -56,6 +88,9 @@ def run(
     max_memory: MaxMemoryOpt = 1024,
     lease: LeaseOpt = DEFAULT_LEASE_S,
     code_changed: CodeChangedOpt = "refuse",
+    max_trials: MaxTrialsOpt = DEFAULT_MAX_TRIALS,
+    force_workers: ForceWorkersOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 60.0,
     progress: ProgressOpt = True,
     table: TableOpt = True,
 ) -> None:
@@ -63,12 +98,14 @@ def run(
 
     Example: sweeper run studies/quick.toml --workers 2
     """
+    from sweeper.studies import resolve
     from sweeper.study import load_study
 
-    study = load_study(study_file)
+    study = load_study(resolve(study_file))
     options = RunOptions(
         workers, threads, max_retries, data_dir, device, backend, scheduler, mode,
-        group_size, max_memory, lease, code_changed,
+        group_size, max_memory, lease, code_changed, max_trials, force_workers,
+        checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
     _run(study, db, options, progress=progress, show_table=table)
 
@@ -89,6 +126,9 @@ def resume(
     max_memory: MaxMemoryOpt = 1024,
     lease: LeaseOpt = DEFAULT_LEASE_S,
     code_changed: CodeChangedOpt = "refuse",
+    max_trials: MaxTrialsOpt = DEFAULT_MAX_TRIALS,
+    force_workers: ForceWorkersOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 60.0,
     progress: ProgressOpt = True,
     table: TableOpt = True,
 ) -> None:
@@ -102,7 +142,8 @@ def resume(
         study = store.study(name).study
     options = RunOptions(
         workers, threads, max_retries, data_dir, device, backend, scheduler, mode,
-        group_size, max_memory, lease, code_changed,
+        group_size, max_memory, lease, code_changed, max_trials, force_workers,
+        checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
     _run(study, db, options, progress=progress, show_table=table)
 
@@ -121,6 +162,8 @@ def worker(
     group_size: GroupSizeOpt = DEFAULT_GROUP_SIZE,
     max_memory: MaxMemoryOpt = 1024,
     lease: LeaseOpt = DEFAULT_LEASE_S,
+    force_workers: ForceWorkersOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 60.0,
     wait: Annotated[
         bool, typer.Option(help="Keep polling for new work instead of exiting when done.")
     ] = False,
@@ -141,15 +184,22 @@ def worker(
         group_size=group_size,
         max_memory_mb=max_memory,
         lease_s=lease,
+        force_workers=force_workers,
+        checkpoint_every_s=checkpoint_every,
     )
-    done = work(
-        db,
-        study,
-        options,
-        wait=wait,
-        poll_s=poll,
-        on_join=lambda name, how: out.print(f"worker: joining {name} ({how})"),
-    )
+    try:
+        done = work(
+            db,
+            study,
+            options,
+            wait=wait,
+            poll_s=poll,
+            on_join=lambda name, how: out.print(f"worker: joining {name} ({how})"),
+            on_event=_print_event,
+        )
+    except KeyboardInterrupt as exc:
+        text = "the trials in flight went back to the queue. Run `sweeper worker` again to go on."
+        raise typer.Exit(_interrupted(exc, text)) from None
     out.print(f"worker: nothing left to do (worked on {len(done)} studies)")
 
 
@@ -180,15 +230,15 @@ def _run(
             ),
         ):
             try:
-                execute(started)
-            except KeyboardInterrupt:
+                execute(started, on_event=_print_event)
+            except KeyboardInterrupt as exc:
+                # The workers put the trials they were running back (attempts unchanged).
                 counts = store.counts(started.study_id)
-                err.print(
-                    f"Interrupted: {counts['completed']} of {started.stored} trials completed "
-                    f"and saved. Run the same command again (or `sweeper resume "
-                    f"{study.name}`) to finish."
+                text = (
+                    f"{counts['completed']} of {started.stored} trials completed and saved. Run "
+                    f"the same command again (or `sweeper resume {study.name}`) to finish."
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(_interrupted(exc, text)) from None
     _print_summary(summarize(started.url, study.name, time.time() - began))
     if show_table:
         from sweeper.cli.output import open_store
@@ -200,6 +250,22 @@ def _run(
                 print_best(store, study.name, 10, "rich")
             else:
                 print_grid_tables(store, study.name, "mean", "rich", None, None, None)
+
+
+def _interrupted(exc: KeyboardInterrupt, text: str) -> int:
+    """Say on stderr that a signal stopped the run (``Interrupted by SIGTERM: TEXT``); the exit
+    code a shell expects: 130 for Ctrl-C, 143 for SIGTERM."""
+    from sweeper.launch.signals import Interrupted, exit_code
+
+    name = exc.name if isinstance(exc, Interrupted) else "SIGINT"
+    by = "" if name == "SIGINT" else f" by {name}"
+    err.print(f"Interrupted{by}: {text}", soft_wrap=True, markup=False, highlight=False)
+    return exit_code(exc)
+
+
+def _print_event(line: str) -> None:
+    """What happened to a worker (it died, its trials went back): one line on stderr."""
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_summary(summary: RunSummary) -> None:

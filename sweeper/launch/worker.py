@@ -1,9 +1,12 @@
 """A worker: claim trials from the database, train them with their task, record each result.
 
 `run_worker` is a module-level function taking only picklable values (a database URL, a study
-name, options), so joblib's loky and Dask can ship it to any process or host. Each result is
+name, options), so the local supervisor and Dask can ship it to any process or host. Each result is
 written the moment the task yields it: a crash loses at most the trials in flight, and those are
-re-queued when their lease expires (or at once, by the next local run, if their process is gone).
+re-queued when their lease expires (or at once, by the supervisor of local workers or the next
+local run, when their process is gone). On Ctrl-C or SIGTERM (a KeyboardInterrupt, see
+`sweeper.launch.signals`) a worker puts every trial it holds back in the queue, without charging
+an attempt, and lets the interrupt pass.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweeper.checkpoints import CheckpointPolicy
 from sweeper.data import resolve_data_dir
 from sweeper.launch.modes import batching
 from sweeper.launch.options import WorkerOptions
@@ -36,74 +40,131 @@ class WorkerReport:
     pruned: int = 0
 
 
-def run_worker(db_url: str, study_name: str, options: WorkerOptions) -> WorkerReport:
-    """Claim and run trials of `study_name` until none is queued; return what was done."""
-    me = WorkerId.here()
-    completed = failed = lost = pruned = 0
+def run_worker(
+    db_url: str, study_name: str, options: WorkerOptions, *, me: WorkerId | None = None
+) -> WorkerReport:
+    """Claim and run trials of `study_name` until none is queued; return what was done.
+
+    Args:
+        me: who claims (default: a new `WorkerId` of this process); a supervisor that names its
+            workers can clean up after one that dies.
+
+    Raises:
+        KeyboardInterrupt: after every trial this worker held went back to the queue.
+    """
+    me = me or WorkerId.here()
     with Store(db_url) as store:
         info = store.study(study_name)
-        task = _task(info)
-        torch_version = _limit_threads(options.threads, commands=bool(info.study.command))
-        # Asked-for batching still yields to the study (a pruned study is trained per trial),
-        # whoever built these options: the same rule as `sweeper run`'s.
-        batched = options.batched and batching(info.study, task, "auto")
-        data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
-        search = _Search(store, info.id, info.study, task) if info.study.searched else None
-        ctx = RunContext(
-            data_dir=data_dir,
-            device=options.device,
-            batched=batched,
-            should_prune=search.should_prune if search else RunContext.should_prune,
-            heartbeat=_Beat(store, me, options).touch,
-        )
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=_heartbeat,
-            args=(store, me, options, stop),
-            name="sweeper-heartbeat",
-            daemon=True,
-        )
-        beat.start()
-        claims = 0
         try:
-            while options.max_claims is None or claims < options.max_claims:
-                trials = store.claim(
-                    info.id,
-                    me,
-                    limit=options.group_size if batched else 1,
-                    share=options.share,
-                    lease_s=options.lease_s,
+            return _work(store, info, options, me)
+        except KeyboardInterrupt:
+            release_running(store, info.id, [me])
+            raise
+
+
+def held(
+    store: Store, study_id: int, workers: Sequence[WorkerId]
+) -> dict[str, list[tuple[int, int]]]:
+    """The (id, attempts) of the trials of `study_id` that each worker's process is running.
+
+    Returns:
+        worker token -> its running trials (an empty list for a worker running none). One read
+        of the study, whatever the number of workers.
+    """
+    frame = store.frame(study_id, metrics=False)
+    running = frame[frame["state"] == "running"]
+    found: dict[str, list[tuple[int, int]]] = {}
+    for w in workers:
+        mine = running[(running["pid"] == w.pid) & (running["host"] == w.host)]
+        found[w.token] = [
+            (int(i), int(a)) for i, a in zip(mine["id"], mine["attempts"], strict=True)
+        ]
+    return found
+
+
+def release_running(store: Store, study_id: int, workers: Sequence[WorkerId]) -> int:
+    """Put every trial these workers are running back in the queue, not as an attempt.
+
+    The trials are found in the database, not in a worker's memory: a signal can land between
+    a claim's commit and the moment the worker holds its result. Only trials still running
+    under a worker's token move (compare-and-set), so calling this twice is harmless.
+
+    Returns:
+        How many trials went back to the queue.
+    """
+    trials = held(store, study_id, workers)
+    return sum(store.release(w, [t for t, _ in trials[w.token]]) for w in workers)
+
+
+def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -> WorkerReport:
+    """`run_worker`'s loop: claim, train, record, until the study has nothing left to run."""
+    completed = failed = lost = pruned = 0
+    task = _task(info)
+    torch_version = _limit_threads(options.threads, commands=bool(info.study.command))
+    # Asked-for batching still yields to the study (a pruned study is trained per trial),
+    # whoever built these options: the same rule as `sweeper run`'s.
+    batched = options.batched and batching(info.study, task, "auto")
+    data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
+    search = _Search(store, info.id, info.study, task) if info.study.searched else None
+    ctx = RunContext(
+        data_dir=data_dir,
+        device=options.device,
+        batched=batched,
+        should_prune=search.should_prune if search else RunContext.should_prune,
+        heartbeat=_Beat(store, me, options).touch,
+        checkpoints=CheckpointPolicy.for_study(
+            info.study.name, every_s=options.checkpoint_every_s, code=info.code_hash
+        ),
+    )
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat,
+        args=(store, me, options, stop),
+        name="sweeper-heartbeat",
+        daemon=True,
+    )
+    beat.start()
+    claims = 0
+    try:
+        while options.max_claims is None or claims < options.max_claims:
+            _exit_if_orphaned(options)
+            trials = store.claim(
+                info.id,
+                me,
+                limit=options.group_size if batched else 1,
+                share=options.share,
+                lease_s=options.lease_s,
+            )
+            if not trials and search is not None and search.ask():
+                continue  # the sampler proposed more configurations
+            if not trials:
+                # Nothing queued. Stay while other workers still run trials: if one of
+                # them dies, its trials come back to the queue when their lease expires,
+                # and this worker finishes them. Leave once nothing is running.
+                if store.counts(info.id)["running"] == 0:
+                    break
+                time.sleep(options.poll_s)
+                continue
+            claims += 1
+            if search is not None:
+                search.watch(trials)
+            for out in _outcomes(task, trials, ctx, store, me):
+                written = store.record(
+                    me, [out], info.study.metric, torch_version, code_hash=info.code_hash
                 )
-                if not trials and search is not None and search.ask():
-                    continue  # the sampler proposed more configurations
-                if not trials:
-                    # Nothing queued. Stay while other workers still run trials: if one of
-                    # them dies, its trials come back to the queue when their lease expires,
-                    # and this worker finishes them. Leave once nothing is running.
-                    if store.counts(info.id)["running"] == 0:
-                        break
-                    time.sleep(options.poll_s)
-                    continue
-                claims += 1
-                if search is not None:
-                    search.watch(trials)
-                for out in _outcomes(task, trials, ctx, store, me):
-                    written = store.record(
-                        me, [out], info.study.metric, torch_version, code_hash=info.code_hash
-                    )
-                    if written == 0:
-                        lost += 1
-                    elif out.error is not None:
-                        failed += 1
-                    elif out.pruned:
-                        pruned += 1
-                        if search is not None:
-                            search.pruned(out.trial_id)
-                    else:
-                        completed += 1
-        finally:
-            stop.set()
-            beat.join()
+                if written == 0:
+                    lost += 1
+                elif out.error is not None:
+                    failed += 1
+                elif out.pruned:
+                    pruned += 1
+                    if search is not None:
+                        search.pruned(out.trial_id)
+                else:
+                    completed += 1
+    finally:
+        stop.set()
+        beat.join()
     return WorkerReport(me.token, completed, failed, lost, pruned)
 
 
@@ -263,14 +324,21 @@ def _error_text(exc: BaseException) -> str:
     return "".join(lines).strip() + "\n" + "".join(frames)
 
 
+def _exit_if_orphaned(options: WorkerOptions) -> None:
+    """End this process at once if the `sweeper run` that started it is gone (kill -9).
+
+    Rather than train on unseen, or claim trials no one will wait for; its running trials are
+    re-queued by the next run (this pid will be gone).
+    """
+    if options.parent_pid is not None and os.getppid() != options.parent_pid:
+        os._exit(3)
+
+
 def _heartbeat(store: Store, me: WorkerId, options: WorkerOptions, stop: threading.Event) -> None:
     """Renew this worker's leases; end the process if the run that started it is gone."""
     ticks = 0
     while not stop.wait(1.0):
-        if options.parent_pid is not None and os.getppid() != options.parent_pid:
-            # The launching `sweeper run` was killed: stop too, rather than train on unseen.
-            # Our running trials are re-queued by the next run (this pid will be gone).
-            os._exit(3)
+        _exit_if_orphaned(options)
         ticks += 1
         if ticks >= options.heartbeat_s:
             ticks = 0

@@ -82,3 +82,13 @@ class BatchedAdam:
             maximize=False,
         )
         self.flat.addcmul_(lr, self.scratch)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The moments (laid out like `flat`) and the step count (0-d), for checkpoints."""
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.step_count}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state` (see `state`)."""
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.step_count.copy_(state["step"])

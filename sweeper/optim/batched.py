@@ -43,3 +43,11 @@ class BatchedOptimizer:
     def step(self, grad: torch.Tensor) -> None:
         """One step with gradient `grad` ``[M, P]`` (taken wherever SAM says), applied at `flat`."""
         self._update.step(grad, self.lr)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The optimizer's state (for checkpoints): tensors laid out like `flat`, or 0-d."""
+        return self._update.state()
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a `state` taken over a `flat` of the same shape."""
+        self._update.load_state(state)

@@ -32,6 +32,14 @@ class BatchedUpdate(Protocol):
         """One step with gradient `grad` (laid out like `flat`) and learning rates `lr`."""
         ...
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """The update's state (for checkpoints): tensors laid out like `flat`, or 0-d."""
+        ...
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a `state` of an update over a `flat` of the same shape."""
+        ...
+
 
 @dataclass(frozen=True)
 class OptimizerEntry:

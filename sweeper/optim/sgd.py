@@ -49,3 +49,12 @@ class BatchedSGD:
                 self.buf.mul_(self.momentum).add_(g)
             g = self.buf
         self.flat.sub_(lr * g)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The momentum buffer (laid out like `flat`; none before the first step with one)."""
+        return {} if self.buf is None else {"buf": self.buf}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state` (see `state`)."""
+        buf = state.get("buf")
+        self.buf = None if buf is None else buf.to(self.flat).clone()

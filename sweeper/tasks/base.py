@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from sweeper.checkpoints import CheckpointPolicy
+
 
 @dataclass(frozen=True)
 class TrialInput:
@@ -59,6 +61,10 @@ class RunContext:
             after each epoch (1-based); True means stop the trial and yield it with
             ``pruned=True``. Tasks with a `validation_curve` call it; it is False unless the
             study has a pruner.
+        checkpoints: where the study's trials save their training state, and how often
+            (`sweeper.checkpoints`); None: never. A task that can resume loads a trial's
+            checkpoint when it starts it, saves when the policy's cadence says so, and removes
+            it once the trial's outcome is yielded and recorded (or the trial failed).
     """
 
     data_dir: Path
@@ -66,6 +72,7 @@ class RunContext:
     batched: bool = False
     heartbeat: Callable[[], None] = lambda: None
     should_prune: Callable[[int, int, float], bool] = lambda trial_id, epoch, value: False
+    checkpoints: CheckpointPolicy | None = None
 
 
 class Task(Protocol):

@@ -225,7 +225,9 @@ class FunctionTask:
         such as ``ValueError: boom (train.py:12 in train)``, the traceback in `log`. Pruned:
         `TrialPruned` was raised; metrics are the curves' last values. Curves are always kept.
         A `sys.exit` in the user's code fails its trial too; KeyboardInterrupt propagates
-        (the worker re-queues the trial).
+        (the worker re-queues the trial, and its checkpoint stays for the next attempt).
+        Each trial's `Trial.checkpoint` goes to ``ctx.checkpoints`` (the study's code hash is
+        in its header); it is deleted once the trial's outcome is recorded.
         """
         for item in trials:
             trial = Trial(
@@ -238,8 +240,17 @@ class FunctionTask:
                 heartbeat=ctx.heartbeat,
                 should_prune=ctx.should_prune,
                 prune_curve=self.validation_curve,
+                checkpoint=(
+                    ctx.checkpoints.trial(item.key, "function")
+                    if ctx.checkpoints is not None
+                    else None
+                ),
             )
-            yield self._run_one(item, trial)
+            outcome = self._run_one(item, trial)
+            if outcome.error is not None:
+                trial.discard_checkpoint()  # a failed trial keeps no checkpoint
+            yield outcome
+            trial.discard_checkpoint()  # only now: the worker has recorded the outcome
 
     def _run_one(self, item: TrialInput, trial: Trial) -> TrialOutcome:
         try:

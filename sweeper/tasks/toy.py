@@ -24,8 +24,8 @@ from sweeper.tasks.common import TaskParams
 class ToyParams(TaskParams):
     x: float = 0.0
     y: float = 0.0
-    epochs: int = Field(3, ge=1)
-    sleep: float = Field(0.0, ge=0)  # seconds per epoch, to make trials last
+    epochs: int = Field(3, ge=1, le=100_000)
+    sleep: float = Field(0.0, ge=0, le=3600)  # seconds per epoch, to make trials last
     fail: bool = False  # raise inside the trial, to test failures
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from sweeper.checkpoints import source_hash
 from sweeper.errors import TrialDiverged
 from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
 from sweeper.tasks.common import shared_key, validate_params
@@ -50,24 +51,49 @@ class EcgTask:
         """Check the dataset and decode it once into the cache, before any worker starts.
 
         Raises:
+            MissingExtraError: wfdb is not installed (the message names ``sweeper[ecg]``).
             DataError: the dataset is missing (the message says how to get it) or unreadable.
         """
+        from sweeper.tasks.ecg.loader import require_wfdb
+
+        require_wfdb()  # before any worker starts, even when the decoded arrays are cached
         load_data(EcgParams.model_validate(dict(params)), data_dir)
 
     def run(self, trials: Sequence[TrialInput], ctx: RunContext) -> Iterator[TrialOutcome]:
         """Train the trials one at a time and yield each outcome as soon as it is done.
 
         A diverged trial yields an outcome with ``error="diverged: ..."``; other exceptions
-        propagate for the worker to record.
+        propagate for the worker to record. With ``ctx.checkpoints`` a trial resumes from its
+        checkpoint and saves one as the policy says; it is removed once the outcome is
+        recorded, or when the trial fails.
         """
         for trial in trials:
             p = EcgParams.model_validate(dict(trial.params))
-            data = load_data(p, ctx.data_dir)
+            checkpoint = None
+            if ctx.checkpoints is not None:
+                here = Path(__file__).resolve().parent
+                checkpoint = ctx.checkpoints.trial(trial.key, "ecg", source_hash(here))
             try:
-                result = train_one(p, trial.seed, data, device=ctx.device, heartbeat=ctx.heartbeat)
+                data = load_data(p, ctx.data_dir)
+                result = train_one(
+                    p,
+                    trial.seed,
+                    data,
+                    device=ctx.device,
+                    heartbeat=ctx.heartbeat,
+                    checkpoint=checkpoint,
+                )
             except TrialDiverged as exc:
+                if checkpoint is not None:
+                    checkpoint.remove()
                 yield TrialOutcome(trial_id=trial.trial_id, error=str(exc))
                 continue
+            except Exception:
+                if checkpoint is not None:
+                    checkpoint.remove()  # a trial that fails keeps no checkpoint
+                raise
             yield TrialOutcome(
                 trial_id=trial.trial_id, metrics=result.metrics, curves=result.curves
             )
+            if checkpoint is not None:
+                checkpoint.remove()  # only now: the worker has recorded the outcome

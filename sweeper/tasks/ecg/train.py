@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ from sweeper.tasks.ecg.params import EcgParams
 if TYPE_CHECKING:
     import torch
 
+    from sweeper.checkpoints import TrialCheckpoint
     from sweeper.tasks.ecg.loader import EcgData
 
 
@@ -97,11 +98,17 @@ def train_one(
     *,
     device: str = "cpu",
     heartbeat: Callable[[], None] = lambda: None,
+    checkpoint: TrialCheckpoint | None = None,
 ) -> TrainResult:
     """Train one model on the sources of `data` and score it on the target domain.
 
     The seed drives the initial weights, the batch order and dropout, each from its own
     derived seed; the global torch RNG is restored afterwards.
+
+    With a `checkpoint`, the training state (model, optimizer, both schedulers, the SWA
+    average, the batch-order and dropout RNGs, the epoch and the curves) is saved when its
+    policy says so, and a saved state is resumed from: the result is bit for bit that of an
+    uninterrupted run.
 
     Raises:
         TrialDiverged: an epoch's training loss is NaN or infinite.
@@ -135,11 +142,17 @@ def train_one(
     swa_model = AveragedModel(model) if params.method == "swa" else None
     batch_rng = torch.Generator().manual_seed(derive_seed(seed, "batches", "ecg"))
     curves: dict[str, list[float]] = {"train_loss": [], "lr": []}
+    state = checkpoint.load() if checkpoint is not None else None
+    cadence = checkpoint.policy.cadence(1, checkpoint.key[:8]) if checkpoint else None
 
     with torch.random.fork_rng(devices=[]):
         # Dropout draws from the global RNG: seed it here, restore it on the way out.
         torch.manual_seed(derive_seed(seed, "dropout", "ecg"))
-        for epoch in range(1, params.epochs + 1):
+        if state is not None:
+            _resume(state, model, optimizer, schedule, swa_model, batch_rng)
+            curves = {name: list(values) for name, values in state["curves"].items()}
+        start = int(state["epoch"]) if state is not None else 0
+        for epoch in range(start + 1, params.epochs + 1):
             model.train()
             curves["lr"].append(float(optimizer.param_groups[0]["lr"]))
             order = torch.randperm(n_train, generator=batch_rng).to(device)
@@ -159,6 +172,21 @@ def train_one(
             curves["train_loss"].append(train_loss)
             if schedule.end_epoch(epoch) and swa_model is not None:
                 swa_model.update_parameters(model)
+            if checkpoint is not None and cadence is not None and cadence.epoch_done(epoch):
+                checkpoint.save(
+                    {
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "cosine": schedule.cosine.state_dict(),
+                        "swa": schedule.swa.state_dict() if schedule.swa else {},
+                        "average": swa_model.state_dict() if swa_model is not None else {},
+                        "batch_rng": batch_rng.get_state(),
+                        "dropout_rng": torch.get_rng_state(),
+                        "curves": curves,
+                    }
+                )
+                cadence.saved()
             heartbeat()
 
         evaluated: torch.nn.Module = model
@@ -195,6 +223,29 @@ def train_one(
     metrics["train_loss"] = curves["train_loss"][-1]
     finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
     return TrainResult(metrics=finite, curves=curves, model=evaluated)
+
+
+def _resume(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    swa_model: torch.optim.swa_utils.AveragedModel | None,
+    batch_rng: torch.Generator,
+) -> None:
+    """Load a checkpoint's state into the freshly built training objects (and the global
+    RNG, which dropout draws from: call it inside the training's `fork_rng`)."""
+    import torch
+
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.cosine.load_state_dict(state["cosine"])
+    if schedule.swa is not None:
+        schedule.swa.load_state_dict(state["swa"])
+    if swa_model is not None:
+        swa_model.load_state_dict(state["average"])
+    batch_rng.set_state(state["batch_rng"])
+    torch.set_rng_state(state["dropout_rng"])
 
 
 def _inputs(data: EcgData, rows: IntArray, normalize: bool) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -14,6 +14,9 @@ from sweeper.tasks.common import shared_key, validate_params
 from sweeper.tasks.obesity.data import dataset_path, load_encoded, load_split
 from sweeper.tasks.obesity.params import ObesityParams
 from sweeper.tasks.obesity.train import train_one
+
+if TYPE_CHECKING:
+    from sweeper.checkpoints import CheckpointPolicy, TrialCheckpoint
 
 
 class ObesityTask:
@@ -72,9 +75,12 @@ class ObesityTask:
 
         With ``ctx.batched`` the group (even of one: a leftover trial is then computed the way
         its group was, and the C kernel makes that faster than a plain loop) is trained as one
-        stacked model (`sweeper.tasks.obesity.batched`) and the outcomes come together at the
-        end; otherwise one trial at a time. A diverged trial yields an outcome with
-        ``error="diverged: ..."``; other exceptions propagate for the worker to record.
+        stacked model (`sweeper.tasks.obesity.batched`): a diverged member's outcome comes at
+        once, the others' when the group ends; otherwise one trial at a time. A diverged trial
+        yields an outcome with ``error="diverged: ..."``; other exceptions propagate for the
+        worker to record. With ``ctx.checkpoints`` every trial (or member) resumes from its
+        checkpoint and saves one as the policy says; it is removed once the outcome is
+        recorded, or when the trial fails.
 
         Raises:
             DataError: the dataset is missing or invalid.
@@ -82,17 +88,25 @@ class ObesityTask:
         """
         params = [ObesityParams.model_validate(dict(t.params)) for t in trials]
         if ctx.batched:
-            from sweeper.tasks.obesity.batched import train_group
+            from sweeper.tasks.obesity.batched import train_group_iter
 
             data = load_split(params[0], ctx.data_dir)
             members = [(p, t.seed) for p, t in zip(params, trials, strict=True)]
-            results = train_group(members, data, device=ctx.device, heartbeat=ctx.heartbeat)
-            for trial, result in zip(trials, results, strict=True):
+            results = train_group_iter(
+                members,
+                data,
+                device=ctx.device,
+                heartbeat=ctx.heartbeat,
+                checkpoints=ctx.checkpoints,
+                keys=[t.key for t in trials],
+            )
+            for i, result in results:
+                trial_id = trials[i].trial_id
                 if isinstance(result, str):
-                    yield TrialOutcome(trial_id=trial.trial_id, error=result)
+                    yield TrialOutcome(trial_id=trial_id, error=result)
                 else:
                     yield TrialOutcome(
-                        trial_id=trial.trial_id, metrics=result.metrics, curves=result.curves
+                        trial_id=trial_id, metrics=result.metrics, curves=result.curves
                     )
             return
         for trial, p in zip(trials, params, strict=True):
@@ -102,6 +116,7 @@ class ObesityTask:
             def should_prune(epoch: int, value: float, trial_id: int = trial_id) -> bool:
                 return ctx.should_prune(trial_id, epoch, value)
 
+            checkpoint = _checkpoint(ctx.checkpoints, trial.key, p)
             try:
                 result = train_one(
                     p,
@@ -110,13 +125,36 @@ class ObesityTask:
                     device=ctx.device,
                     heartbeat=ctx.heartbeat,
                     should_prune=should_prune,
+                    checkpoint=checkpoint,
                 )
             except TrialDiverged as exc:
+                if checkpoint is not None:
+                    checkpoint.remove()
                 yield TrialOutcome(trial_id=trial_id, error=str(exc))
                 continue
+            except Exception:
+                if checkpoint is not None:
+                    checkpoint.remove()  # a trial that fails keeps no checkpoint
+                raise
             yield TrialOutcome(
                 trial_id=trial_id,
                 metrics=result.metrics,
                 curves=result.curves,
                 pruned=result.pruned_at is not None,
             )
+            if checkpoint is not None:
+                checkpoint.remove()  # only now: the worker has recorded the outcome
+
+
+def _checkpoint(
+    policy: CheckpointPolicy | None, key: str, params: ObesityParams
+) -> TrialCheckpoint | None:
+    """A per-trial run's checkpoint (None when the run keeps none)."""
+    if policy is None:
+        return None
+    from sweeper.checkpoints import source_hash
+
+    here = Path(__file__).resolve().parent
+    return policy.trial(
+        key, f"obesity/{params.dtype}", source_hash(here, here.parents[1] / "optim")
+    )

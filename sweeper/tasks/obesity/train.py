@@ -21,6 +21,8 @@ from sweeper.tasks.obesity.params import ObesityParams
 if TYPE_CHECKING:
     import torch
 
+    from sweeper.checkpoints import TrialCheckpoint
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -52,6 +54,7 @@ def train_one(
     device: str = "cpu",
     heartbeat: Callable[[], None] = lambda: None,
     should_prune: Callable[[int, float], bool] | None = None,
+    checkpoint: TrialCheckpoint | None = None,
 ) -> TrainResult:
     """Train one model on `data` and return its metrics and curves.
 
@@ -72,6 +75,9 @@ def train_one(
             validation set; True stops training there: the result has `pruned_at` set and
             metrics ``train_mse``, ``val_mse`` and ``epoch`` (no test metric: a pruned trial is
             never judged on the test set).
+        checkpoint: where to save the training state (model, optimizer, scheduler, batch
+            order, curves) when its policy says, and to resume from when a state is there:
+            the result is then bit for bit that of an uninterrupted run.
 
     Raises:
         TrialDiverged: the epoch's training loss, or a final metric, is NaN or infinite.
@@ -121,7 +127,20 @@ def train_one(
     curves: dict[str, list[float]] = {"train_loss": []}
     if has_val:
         curves["val_mse"] = []
-    for epoch in range(1, params.n_epochs + 1):
+    base = sam.base_optimizer if sam else optimizer
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        base.load_state_dict(state["optimizer"])
+        if sam is not None:
+            sam.param_groups = base.param_groups  # loading made new group dicts; share them
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        batch_rng.set_state(state["rng"])
+        curves = {name: list(values) for name, values in state["curves"].items()}
+    start = int(state["epoch"]) if state is not None else 0
+    cadence = checkpoint.policy.cadence(1, checkpoint.key[:8]) if checkpoint else None
+    for epoch in range(start + 1, params.n_epochs + 1):
         perm = torch.randperm(n_train, generator=batch_rng).to(device)
         # Gather once per epoch, then slice contiguous batches: a third faster than a DataLoader.
         x_epoch, y_epoch = x_train[perm], y_train[perm]
@@ -160,6 +179,18 @@ def train_one(
                 return TrainResult(metrics=metrics, curves=curves, pruned_at=epoch)
         if scheduler is not None:
             scheduler.step()
+        if checkpoint is not None and cadence is not None and cadence.epoch_done(epoch):
+            saved = {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": base.state_dict(),
+                "rng": batch_rng.get_state(),
+                "curves": curves,
+            }
+            if scheduler is not None:
+                saved["scheduler"] = scheduler.state_dict()
+            checkpoint.save(saved)
+            cadence.saved()
         heartbeat()
 
     metrics = {

@@ -5,7 +5,8 @@ trains a group of obesity MLPs with one member per SIMD lane through ``stacked_m
 (forward, backward and loss in one call per mini-batch): 3.2 to 3.7 us per member per forward
 and backward of the obesity model in float32, 3.4 to 4.3 times faster than PyTorch's batched
 matrix products (``bench/kernel.py``). The source is compiled once per machine kind into
-``$SWEEPER_CACHE_DIR`` (default ``~/.cache/sweeper``), one shared library per precision, and
+``$SWEEPER_CACHE_DIR`` (default: the user cache, ``~/.cache/sweeper`` on Linux; see
+`sweeper.data.cache_dir`), one shared library per precision, and
 loaded with ctypes; two processes compiling at once each write their own file and rename it
 into place.
 
@@ -29,13 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# CACHE_ENV, the variable naming where compiled kernels are kept, re-exported for tests.
+from sweeper.data import CACHE_ENV as CACHE_ENV
+from sweeper.data import cache_dir
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("stacked_mlp.c")
 #: environment variable: "0" turns the kernel off (PyTorch's batched products are used).
 ENABLE_ENV = "SWEEPER_NATIVE"
-#: environment variable: where compiled kernels are kept.
-CACHE_ENV = "SWEEPER_CACHE_DIR"
 
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
@@ -118,7 +121,7 @@ def _build(real: str) -> Path:
     key = hashlib.sha256(
         source + " ".join([compiler, *flags, platform.platform()]).encode()
     ).hexdigest()[:16]
-    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sweeper")
+    cache = cache_dir()
     library = cache / f"stacked_mlp-{real}-{key}.so"
     if library.exists():
         return library
