@@ -23,7 +23,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from sweeper.errors import UnknownNameError
-from sweeper.stats import DIRECTIONS, check_name, holm, paired
+from sweeper.registry import check_name
+from sweeper.stats import DIRECTIONS, holm, paired
 
 #: numbers this close (relative) are one value of an axis.
 REL_TOL = 1e-9

@@ -7,7 +7,7 @@ unknown name always fails the same way: ``unknown backend 'daks'; choose one of:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from sweeper.errors import UnknownNameError
@@ -31,3 +31,15 @@ def unknown(kind: str, name: object, names: Iterable[str]) -> str:
     """The message of an unknown name, for callers that collect problems instead of raising."""
     choices = ", ".join(sorted(names)) or "(none)"
     return f"unknown {kind} {name!r}; choose one of: {choices}"
+
+
+def check_name(kind: str, name: str, valid: Sequence[str]) -> str:
+    """Return `name` if it is one of `valid` (a list of names rather than a table).
+
+    Raises:
+        UnknownNameError: ``unknown <kind> '<name>'; choose one of: <sorted valid names>``.
+    """
+    if name not in valid:
+        choices = ", ".join(sorted(valid)) or "(none)"
+        raise UnknownNameError(f"unknown {kind} '{name}'; choose one of: {choices}")
+    return name

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sweeper.errors import UnknownNameError
+from sweeper.registry import check_name
 
 DIRECTIONS = ("minimize", "maximize")
 #: below this many values an interval is Student's t; from it on, the percentile bootstrap.
@@ -389,20 +389,6 @@ def _bootstrap_mean(
     )
     ci = result.confidence_interval
     return float(ci.low), float(ci.high)
-
-
-def check_name(kind: str, name: str, valid: Sequence[str]) -> str:
-    """Return `name` if it is one of `valid`.
-
-    The same contract as `sweeper.report`'s, repeated so that report may import this module.
-
-    Raises:
-        UnknownNameError: ``unknown <kind> '<name>'; choose one of: <sorted valid names>``.
-    """
-    if name not in valid:
-        choices = ", ".join(sorted(valid)) or "(none)"
-        raise UnknownNameError(f"unknown {kind} '{name}'; choose one of: {choices}")
-    return name
 
 
 def _finite(values: Values) -> npt.NDArray[np.float64]:

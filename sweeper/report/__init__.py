@@ -7,9 +7,10 @@ description, and returns values; `sweeper.render` turns them into text.
 
 from __future__ import annotations
 
+from sweeper.registry import check_name
 from sweeper.report.best import best_configs, observed_axes
 from sweeper.report.bins import binned_axes
-from sweeper.report.cells import AGGREGATES, DIRECTIONS, axis_label, check_name
+from sweeper.report.cells import AGGREGATES, DIRECTIONS, axis_label
 from sweeper.report.domains import DOMAIN_AVERAGE, DomainTable, domain_tables
 from sweeper.report.grid import GridTable, grid_tables
 from sweeper.report.study import study_best, study_domain_tables, study_grid_tables

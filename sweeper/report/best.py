@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeper.report.cells import DIRECTIONS, check_name, code, completed
+from sweeper.registry import check_name
+from sweeper.report.cells import DIRECTIONS, code, completed
 
 
 def best_configs(

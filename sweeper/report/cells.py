@@ -16,23 +16,12 @@ import numpy as np
 import pandas as pd
 
 from sweeper.errors import UnknownNameError
+from sweeper.registry import check_name
 
 AGGREGATES = ("mean", "std", "sem", "min", "max", "count")
 DIRECTIONS = ("minimize", "maximize")
 # The store's per-trial columns; the others are task parameters and metrics.
 _TRIAL_COLUMNS = ("id", "state", "seed", "attempts", "host", "duration", "error")
-
-
-def check_name(kind: str, name: str, valid: Sequence[str]) -> str:
-    """Return `name` if it is one of `valid`.
-
-    Raises:
-        UnknownNameError: ``unknown <kind> '<name>'; choose one of: <sorted valid names>``.
-    """
-    if name not in valid:
-        choices = ", ".join(sorted(valid)) or "(none)"
-        raise UnknownNameError(f"unknown {kind} '{name}'; choose one of: {choices}")
-    return name
 
 
 def axis_label(value: Any) -> str:

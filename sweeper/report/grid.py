@@ -12,15 +12,8 @@ import numpy as np
 import pandas as pd
 
 from sweeper.errors import UnknownNameError
-from sweeper.report.cells import (
-    AGGREGATES,
-    DIRECTIONS,
-    aggregate,
-    best_cell,
-    check_name,
-    code,
-    completed,
-)
+from sweeper.registry import check_name
+from sweeper.report.cells import AGGREGATES, DIRECTIONS, aggregate, best_cell, code, completed
 from sweeper.report.intervals import interval_matrix, tied_marks
 
 

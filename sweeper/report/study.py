@@ -12,9 +12,9 @@ import pandas as pd
 from sweeper import compare
 from sweeper.compare import SELECTIONS
 from sweeper.errors import SweeperError
+from sweeper.registry import check_name
 from sweeper.report.best import best_configs, observed_axes
 from sweeper.report.bins import binned_axes
-from sweeper.report.cells import check_name
 from sweeper.report.domains import DomainTable, domain_tables
 from sweeper.report.grid import GridTable, grid_tables
 from sweeper.report.intervals import best_with_intervals
