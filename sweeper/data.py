@@ -87,6 +87,17 @@ def cache_dir() -> Path:
     return Path(explicit).expanduser() if explicit else user_cache_dir()
 
 
+def make_private_roots(path: Path) -> None:
+    """Create the cache roots above `path` (`user_cache_dir`, `cache_dir`) that are missing,
+    with mode 0o700 whatever the umask: the kernel is loaded only from a directory nobody else
+    can write (`sweeper.tasks.obesity.kernel.cache`), and a root made group-writable by a
+    umask of 002 would send every process to rebuild it in a temporary directory."""
+    path = Path(os.path.abspath(path))
+    for root in {Path(os.path.abspath(user_cache_dir())), Path(os.path.abspath(cache_dir()))}:
+        if path == root or root in path.parents:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+
+
 def default_data_dir() -> Path:
     """Where datasets are downloaded when neither ``--data-dir`` nor ``SWEEPER_DATA_DIR`` is
     given: ``data`` in `user_cache_dir` (``~/.cache/sweeper/data`` on Linux).
@@ -273,6 +284,7 @@ def _by_hand(remote: RemoteFile, path: Path, source: str) -> str:
 
 def _write_atomically(path: Path, content: bytes) -> None:
     """Write `content` to `path` through a temporary file in the same directory and a rename."""
+    make_private_roots(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory, so os.replace is a rename on one file system and readers never see a
     # partial file.

@@ -370,6 +370,9 @@ def _decode(
 
 def _save(path: Path, data: EcgData) -> None:
     """Write `data` as an .npz through a temporary file and a rename (atomic for readers)."""
+    from sweeper.data import make_private_roots
+
+    make_private_roots(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
     try:

@@ -8,7 +8,9 @@ matrix products (``bench/kernel.py``). The source is compiled once per machine k
 ``$SWEEPER_CACHE_DIR`` (default: the user cache, ``~/.cache/sweeper`` on Linux; see
 `sweeper.data.cache_dir`), one shared library per precision, and
 loaded with ctypes; two processes compiling at once each write their own file and rename it
-into place.
+into place. A library is loaded only from a directory the user owns and nobody else can write,
+after its bytes have matched the SHA-256 recorded when it was built; otherwise it is built again
+in a private directory, so a file planted at the cache path is never run (`.cache`).
 
 Where no C compiler works, `load` returns None and the batched executor uses PyTorch's batched
 products instead (the same math, slower); ``SWEEPER_NATIVE=0`` asks for that explicitly.
@@ -33,6 +35,7 @@ from pathlib import Path
 # CACHE_ENV, the variable naming where compiled kernels are kept, re-exported for tests.
 from sweeper.data import CACHE_ENV as CACHE_ENV
 from sweeper.data import cache_dir
+from sweeper.tasks.obesity.kernel import cache
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,13 @@ class Kernel:
         real: "float" or "double".
         lanes: members per SIMD vector (8 for float, 4 for double).
         loss_grad: ``stacked_mlp_loss_grad`` (see ``stacked_mlp.c`` for its arguments).
+        path: the shared library it was loaded from.
     """
 
     real: str
     lanes: int
     loss_grad: Callable[..., None]
+    path: Path | None = None
 
 
 def enabled() -> bool:
@@ -75,6 +80,8 @@ def load(real: str) -> Kernel | None:
         return None
     try:
         library = _build(real)
+        # Checked by `_build` and opened again by name here: nobody else can swap the file in
+        # between because the directory is one only this user can write (`cache.unsound`).
         lib = ctypes.CDLL(str(library))
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("stacked-MLP kernel unavailable (%s); using PyTorch batched products", exc)
@@ -87,7 +94,7 @@ def load(real: str) -> Kernel | None:
     fn.argtypes += [_PTR, _PTR]
     lanes = lib.stacked_mlp_lanes
     lanes.restype = _I64
-    return Kernel(real=real, lanes=int(lanes()), loss_grad=fn)
+    return Kernel(real=real, lanes=int(lanes()), loss_grad=fn, path=library)
 
 
 def _flags() -> list[str]:
@@ -113,20 +120,40 @@ def _compiler() -> str:
     raise OSError(f"no C compiler found (tried {', '.join(c for c in candidates if c)})")
 
 
-def _build(real: str) -> Path:
-    """Compile the kernel for `real` unless the cache already holds this exact build."""
+def library_name(real: str) -> str:
+    """The file name of the kernel for `real` in the cache: ``stacked_mlp-REAL-KEY.so``, KEY a
+    hash of the source, the compiler, its flags and the platform (one build per machine kind)."""
+    return _recipe(real)[2]
+
+
+def _recipe(real: str) -> tuple[str, list[str], str]:
+    """The compiler, its flags and the library's file name for `real`."""
     compiler = _compiler()
     flags = _flags() + [f"-DREAL={real}"]
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
         source + " ".join([compiler, *flags, platform.platform()]).encode()
     ).hexdigest()[:16]
-    cache = cache_dir()
-    library = cache / f"stacked_mlp-{real}-{key}.so"
-    if library.exists():
+    return compiler, flags, f"stacked_mlp-{real}-{key}.so"
+
+
+def _build(real: str) -> Path:
+    """The kernel for `real`, compiled unless the cache already holds this exact build and it
+    passes `cache.problem`; in `cache.private_dir`, never in a directory others can write."""
+    compiler, flags, name = _recipe(real)
+    library = cache.private_dir(cache_dir()) / name
+    problem = cache.problem(library)
+    if problem is None:
         return library
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".so")
+    if problem != cache.MISSING:
+        log.warning("the cached kernel %s %s; building it again", library, problem)
+    _compile(compiler, flags, library)
+    return library
+
+
+def _compile(compiler: str, flags: list[str], library: Path) -> None:
+    """Compile the kernel to a temporary file beside `library`, then `cache.install` it."""
+    fd, tmp = tempfile.mkstemp(dir=library.parent, suffix=".so")
     os.close(fd)
     try:
         subprocess.run(
@@ -135,10 +162,9 @@ def _build(real: str) -> Path:
             capture_output=True,
             timeout=120,
         )
-        os.replace(tmp, library)
+        cache.install(Path(tmp), library)
     except subprocess.CalledProcessError as exc:
         raise OSError(f"{compiler} failed: {exc.stderr.decode(errors='replace').strip()}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return library
