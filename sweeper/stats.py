@@ -1,14 +1,17 @@
 """Seeds as a statistical object: intervals, paired comparisons, Holm's correction, sample sizes.
 
 Everything here takes arrays of metric values (one per seed, or one per pair of seeds) and
-returns frozen dataclasses; `sweeper.compare` builds those arrays from trials frames. scipy does
-the statistics; only Holm's step-down adjustment is written by hand.
+returns frozen dataclasses; `sweeper.compare` builds those arrays from trials frames. Holm's
+step-down adjustment is written by hand (scipy has none); so are the bootstrap and the common
+cases of the Wilcoxon test, following scipy's definitions exactly (tests hold them equal to
+`scipy.stats.bootstrap` and `scipy.stats.wilcoxon`), because importing scipy.stats takes half
+a second, a quarter of a comparison's budget: the t quantile comes from scipy.special.
 
 Definitions (the references a reader can check):
 
 - `interval`: Student t interval ``mean +- t_{(1+level)/2, n-1} * sd / sqrt(n)`` for
   ``2 <= n < 10``; the percentile bootstrap of the mean (Efron & Tibshirani 1993, ch. 13) for
-  ``n >= 10``, from `scipy.stats.bootstrap` with a generator seeded by `seed`. Below ten seeds
+  ``n >= 10``, `scipy.stats.bootstrap`'s scheme with a generator seeded by `seed`. Below ten seeds
   the bootstrap distribution of the mean takes few distinct values and its percentile interval
   is far too narrow (with three seeds it is about [min, max], which covers the mean only 75% of
   the time), hence the t interval there.
@@ -18,6 +21,9 @@ Definitions (the references a reader can check):
   ``zero_method="wilcox"`` (zero differences are dropped) and ``method="auto"`` (scipy 1.17:
   exact null distribution up to 50 pairs without ties or zeros; with ties or zeros an exhaustive
   permutation up to 13 pairs, the normal approximation beyond).
+- `stratified_avg_interval`: the percentile bootstrap of a per-domain table's Avg, seeds
+  resampled within each domain after the rescaling of Rao & Wu (1988), so that small numbers
+  of seeds per domain do not shrink its variance.
 - `holm`: Holm (1979), "A simple sequentially rejective multiple test procedure",
   Scand. J. Statist. 6:65-70.
 - `seeds_needed`: power of the two-sided t test from the noncentral t distribution
@@ -135,9 +141,7 @@ def interval(
     sd = float(np.std(x, ddof=1))
     sem = sd / math.sqrt(n)
     if method == "t":
-        from scipy import stats
-
-        half = float(stats.t.ppf((1.0 + level) / 2.0, n - 1)) * sem
+        half = _t_quantile((1.0 + level) / 2.0, n - 1) * sem
         return Interval(mean, sd, sem, n, mean - half, mean + half, level, method)
     low, high = _bootstrap_mean((x,), level, n_boot, seed)
     return Interval(mean, sd, sem, n, low, high, level, method)
@@ -230,14 +234,14 @@ def stratified_avg_interval(
 ) -> Interval:
     """An interval for a per-domain table's Avg: the mean over domains of the seed means.
 
-    From `BOOTSTRAP_MIN_N` seeds in every domain on, the percentile bootstrap is stratified:
-    each resample draws seeds with replacement within every domain separately
-    (`scipy.stats.bootstrap` with one sample per domain), so every domain keeps its weight
-    1 / n_domains. With fewer seeds in some domain (three is usual) that bootstrap shrinks each
-    domain's variance by (n - 1) / n and undercovers, so, as `interval` does below ten values,
-    the interval is Student t instead: ``Avg +- t * sem`` with Welch-Satterthwaite degrees of
-    freedom ``(sum_j v_j)**2 / sum_j (v_j**2 / (n_j - 1))``, ``v_j = sd_j**2 / n_j``
-    (Satterthwaite 1946). Non-finite values are dropped.
+    A stratified percentile bootstrap: each resample draws seeds with replacement within every
+    held-out domain separately, so every domain keeps its weight 1 / n_domains. With n_j seeds
+    in domain j the plain bootstrap shrinks that domain's variance by (n_j - 1) / n_j (a third
+    with the usual three seeds) and undercovers, so each domain's values are first rescaled
+    about their mean by ``sqrt(n_j / (n_j - 1))`` (the rescaling bootstrap of stratified
+    samples, Rao & Wu 1988, JASA 83:231-241): the bootstrap variance of the Avg is then exactly
+    the unbiased ``sem**2`` below, and the interval's width comes from the resampled
+    distribution. Non-finite values are dropped.
 
     Args:
         cells: held-out domain -> the metric's values over seeds in that domain.
@@ -250,7 +254,7 @@ def stratified_avg_interval(
         ``sqrt(sum_j sd_j**2 / n_j) / n_domains`` (the table's ``avg_sem``); ``sd`` is NaN.
         Everything is NaN when a domain has no value (there is no Avg then); with a domain of
         a single value the interval is NaN and `method` ``none``; all-equal values within
-        every domain give a zero-width interval. `method` is ``t`` or ``bootstrap``.
+        every domain give a zero-width interval. `method` is ``bootstrap`` otherwise.
 
     Raises:
         ValueError: `level` or `n_boot` is out of range.
@@ -265,21 +269,13 @@ def stratified_avg_interval(
     if any(len(s) < 2 for s in samples):
         return Interval(avg, nan, nan, n, nan, nan, level, "none")
     sem = math.sqrt(sum(float(np.var(s, ddof=1)) / len(s) for s in samples)) / len(samples)
-    method = "t" if min(len(s) for s in samples) < BOOTSTRAP_MIN_N else "bootstrap"
     if sem == 0.0:
-        return Interval(avg, nan, 0.0, n, avg, avg, level, method)
-    if method == "t":
-        from scipy import stats
-
-        # Welch-Satterthwaite degrees of freedom of a sum of independent domain means.
-        parts = [float(np.var(s, ddof=1)) / len(s) for s in samples]
-        df = sum(parts) ** 2 / sum(
-            v * v / (len(s) - 1) for v, s in zip(parts, samples, strict=True)
-        )
-        half = float(stats.t.ppf((1.0 + level) / 2.0, df)) * sem
-        return Interval(avg, nan, sem, n, avg - half, avg + half, level, method)
-    low, high = _bootstrap_mean(samples, level, n_boot, seed)
-    return Interval(avg, nan, sem, n, low, high, level, method)
+        return Interval(avg, nan, 0.0, n, avg, avg, level, "bootstrap")
+    rescaled = tuple(
+        np.mean(s) + math.sqrt(len(s) / (len(s) - 1)) * (s - np.mean(s)) for s in samples
+    )
+    low, high = _bootstrap_mean(rescaled, level, n_boot, seed)
+    return Interval(avg, nan, sem, n, low, high, level, "bootstrap")
 
 
 def seeds_needed(
@@ -356,39 +352,115 @@ def _power(n: int, effect: float, alpha: float, paired: bool) -> float:
     return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
 
 
-def _wilcoxon(d: npt.NDArray[np.float64]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of differences; 1.0 when all are zero."""
-    from scipy import stats
+def _t_quantile(p: float, df: float) -> float:
+    """Student t's quantile: ``scipy.stats.t.ppf(p, df)`` is ``scipy.special.stdtrit(df, p)``,
+    and scipy.special imports in a tenth of the time scipy.stats takes (0.1 s against 0.5 s)."""
+    from scipy.special import stdtrit
 
+    return float(stdtrit(df, p))
+
+
+#: above this many differences (zeros included) scipy's method="auto" uses the normal
+#: approximation; at most this many without ties or zeros, the exact null distribution.
+_WILCOXON_EXACT_MAX_N = 50
+#: with ties or zeros, up to this many differences scipy enumerates every sign pattern.
+_WILCOXON_PERMUTATION_MAX_N = 13
+
+
+def _wilcoxon(d: npt.NDArray[np.float64]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of differences; 1.0 when all are zero.
+
+    The p-value of ``scipy.stats.wilcoxon(d, zero_method="wilcox", method="auto")``
+    (correction off, its default). Its two common cases are computed here from their
+    definitions, so that a comparison does not pay scipy.stats' import: the exact null
+    distribution (up to 50 differences, no ties or zeros) and the normal approximation with
+    the tie correction (more than 50). Ties or zeros among at most 50 differences need scipy's
+    permutation test; up to 13 pairs that is exhaustive, beyond it the normal approximation.
+    Tests hold all cases equal to scipy to 1e-12.
+    """
     if not np.any(d != 0):
         # zero_method="wilcox" drops every pair: no evidence of a difference.
         return 1.0
-    result = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")
-    return float(result.pvalue)
+    n_all = len(d)
+    nz = d[d != 0]
+    ranks, tie_sizes = _average_ranks(np.abs(nz))
+    r_plus = float(np.sum(ranks[nz > 0]))
+    has_ties = bool(np.any(tie_sizes > 1))
+    n = len(nz)
+    if n_all <= _WILCOXON_EXACT_MAX_N and (has_ties or n < n_all):
+        if n_all <= _WILCOXON_PERMUTATION_MAX_N:
+            return _sign_flip_p(ranks, r_plus)
+    elif n_all <= _WILCOXON_EXACT_MAX_N:
+        counts = _signed_rank_counts(n)
+        total = float(2**n)
+        k = int(r_plus)  # an integer without ties
+        cdf = float(counts[: k + 1].sum()) / total
+        sf = float(counts[k:].sum()) / total
+        return min(1.0, 2.0 * min(cdf, sf))
+    mean = n * (n + 1) / 4.0
+    var = (n * (n + 1) * (2 * n + 1) - float(np.sum(tie_sizes**3 - tie_sizes)) / 2.0) / 24.0
+    z = (r_plus - mean) / math.sqrt(var)
+    # 2 * Phi(-|z|), the two-sided normal tail
+    return min(1.0, math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def _sign_flip_p(ranks: npt.NDArray[np.float64], r_plus: float) -> float:
+    """Two-sided p-value of the positive-rank sum `r_plus` against all 2**n sign patterns of
+    `ranks`, as ``scipy.stats.permutation_test`` computes it (ties within 100 eps count)."""
+    n = len(ranks)
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    null = bits @ ranks
+    gamma = abs(100 * np.finfo(np.float64).eps * r_plus)
+    less = float(np.mean(null <= r_plus + gamma))
+    greater = float(np.mean(null >= r_plus - gamma))
+    return min(1.0, 2.0 * min(less, greater))
+
+
+def _average_ranks(
+    a: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """1-based ranks of `a`, ties sharing their average rank; and the size of each tie group."""
+    order = np.argsort(a, kind="stable")
+    sorted_a = a[order]
+    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
+    sizes = np.diff(np.r_[starts, len(a)])
+    group_rank = starts + (sizes + 1) / 2.0
+    ranks = np.empty(len(a), dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, sizes)
+    return ranks, sizes.astype(np.int64)
+
+
+def _signed_rank_counts(n: int) -> npt.NDArray[np.int64]:
+    """How many of the 2**n sign patterns of ranks 1..n give each positive-rank sum 0..n(n+1)/2
+    (the subset-sum counts; below 2**53 for n <= 50, so exact in int64)."""
+    counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.int64)
+    counts[0] = 1
+    for r in range(1, n + 1):
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    return counts
 
 
 def _bootstrap_mean(
     samples: tuple[npt.NDArray[np.float64], ...], level: float, n_boot: int, seed: int
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of per-sample means, each sample resampled
-    on its own (one sample: the plain bootstrap of the mean; several: stratified)."""
-    from scipy import stats
+    on its own (one sample: the plain bootstrap of the mean; several: stratified).
 
-    def statistic(*resampled: npt.NDArray[np.float64], axis: int) -> npt.NDArray[np.float64]:
-        return np.asarray(np.mean([np.mean(r, axis=axis) for r in resampled], axis=0), np.float64)
-
-    result = stats.bootstrap(
-        samples,
-        statistic,
-        n_resamples=n_boot,
-        batch=1000,  # bounds memory at 1000 x n values per batch
-        vectorized=True,
-        confidence_level=level,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    ci = result.confidence_interval
-    return float(ci.low), float(ci.high)
+    The scheme of ``scipy.stats.bootstrap(..., method="percentile")``: `n_boot` resamples drawn
+    with ``rng.integers`` from ``default_rng(seed)``, 1000 at a time (bounding memory at
+    1000 x n values), then the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles with
+    linear interpolation. Written with numpy because importing scipy.stats costs half a
+    second, a quarter of a comparison's budget.
+    """
+    rng = np.random.default_rng(seed)
+    stats_b = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, 1000):
+        b = min(1000, n_boot - start)
+        means = [s[rng.integers(0, len(s), size=(b, len(s)))].mean(axis=1) for s in samples]
+        stats_b[start : start + b] = np.mean(means, axis=0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.percentile(stats_b, [100 * alpha, 100 * (1 - alpha)])
+    return float(low), float(high)
 
 
 def _finite(values: Values) -> npt.NDArray[np.float64]:

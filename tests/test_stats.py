@@ -210,20 +210,36 @@ def test_holm_monotone_in_p() -> None:
 # stratified Avg
 
 
-def test_stratified_small_n_is_welch_t() -> None:
+def test_stratified_small_n_is_a_rescaled_stratified_bootstrap() -> None:
     cells = {"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 7.0, math.nan], "c": [0.0, 1.0]}
-    got = stratified_avg_interval(cells)
+    got = stratified_avg_interval(cells, n_boot=4000, seed=2)
     a, b, c = [1.0, 2.0, 3.0], [4.0, 5.0, 7.0], [0.0, 1.0]
     v = [np.var(s, ddof=1) / len(s) for s in (a, b, c)]
     sem = math.sqrt(sum(v)) / 3
-    df = sum(v) ** 2 / (v[0] ** 2 / 2 + v[1] ** 2 / 2 + v[2] ** 2 / 1)
     mean = (2.0 + 16 / 3 + 0.5) / 3
-    low, high = st.t.interval(0.95, df, loc=mean, scale=sem)
-    assert got.method == "t" and got.n == 8
+    # The reference: scipy's stratified percentile bootstrap of the rescaled values.
+    rescaled = [np.mean(s) + math.sqrt(len(s) / (len(s) - 1)) * (np.array(s) - np.mean(s))
+                for s in (a, b, c)]
+
+    def avg(*rs: np.ndarray, axis: int) -> np.ndarray:
+        return np.mean([np.mean(r, axis=axis) for r in rs], axis=0)
+
+    ref = st.bootstrap(rescaled, avg, n_resamples=4000, batch=1000, vectorized=True,
+                       method="percentile", rng=np.random.default_rng(2)).confidence_interval
+    assert got.method == "bootstrap" and got.n == 8
     assert got.mean == pytest.approx(mean, abs=1e-12)
     assert got.sem == pytest.approx(sem, abs=1e-12)
-    assert got.low == pytest.approx(low, abs=1e-9)
-    assert got.high == pytest.approx(high, abs=1e-9)
+    assert got.low == pytest.approx(ref.low, abs=1e-9)
+    assert got.high == pytest.approx(ref.high, abs=1e-9)
+
+
+def test_stratified_rescaling_restores_the_variance_of_three_seeds() -> None:
+    # Six domains of three seeds: the plain stratified bootstrap's spread is sqrt(2/3) of the
+    # standard error; rescaled, the bootstrap sd of the Avg matches the unbiased sem.
+    rng = np.random.default_rng(11)
+    cells = {d: rng.normal(d, 1.0, size=3) for d in range(6)}
+    got = stratified_avg_interval(cells, n_boot=20_000, seed=0)
+    assert got.high - got.low == pytest.approx(2 * 1.96 * got.sem, rel=0.1)
 
 
 def test_stratified_bootstrap_weighs_domains_equally() -> None:
@@ -266,3 +282,35 @@ def test_seeds_needed_huge_effect_and_errors() -> None:
         seeds_needed(1.0, 0.0)
     with pytest.raises(ValueError, match="more than 100"):
         seeds_needed(1.0, 0.01, max_n=100)
+
+
+# the hand-written cases equal scipy's own
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13, 14, 30, 50, 51, 80])
+@pytest.mark.parametrize("decimals", [0, 1, 6])
+def test_wilcoxon_equals_scipy_with_and_without_ties_and_zeros(n: int, decimals: int) -> None:
+    from sweeper.stats import _wilcoxon
+
+    rng = np.random.default_rng(n * 10 + decimals)
+    for _ in range(3 if n <= 13 else 20):  # scipy's permutation test takes seconds at n = 13
+        d = np.round(rng.normal(0.2, 1.0, size=n), decimals)
+        want = 1.0 if not np.any(d) else st.wilcoxon(d, zero_method="wilcox").pvalue
+        assert _wilcoxon(d) == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [(10,), (37,), (3, 3, 3), (12, 40)])
+def test_bootstrap_equals_scipy_bootstrap(sizes: tuple[int, ...]) -> None:
+    from sweeper.stats import _bootstrap_mean
+
+    rng = np.random.default_rng(len(sizes))
+    samples = tuple(rng.normal(i, 1.0, size=k) for i, k in enumerate(sizes))
+
+    def avg(*rs: np.ndarray, axis: int) -> np.ndarray:
+        return np.mean([np.mean(r, axis=axis) for r in rs], axis=0)
+
+    low, high = _bootstrap_mean(samples, 0.9, 2500, 9)
+    ref = st.bootstrap(samples, avg, n_resamples=2500, batch=1000, vectorized=True,
+                       confidence_level=0.9, method="percentile",
+                       rng=np.random.default_rng(9)).confidence_interval
+    assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-12)

@@ -69,8 +69,8 @@ def table_cmd(
     average, cells the mean over seeds (--sem adds ± sem), the best row of each column marked;
     --select source|oracle picks the other axes per (method, domain) instead of pooling them.
 
-    --ci adds each cell's 95% interval (the domain Avg's by a stratified bootstrap, or t with
-    Welch-Satterthwaite df below 10 seeds) and marks with ~ the cells tied for best.
+    --ci adds each cell's 95% interval (the domain Avg's by a bootstrap stratified by domain)
+    and marks with ~ the cells tied for best.
 
     Example: sweeper table obesity --format markdown --ci
 

@@ -54,8 +54,8 @@ def domain_title(study: Study, tables: Sequence[DomainTable], col_axis: str, sem
     )
     if ci:
         title += (
-            " (its CI: t with Welch-Satterthwaite df below 10 seeds per domain, else a bootstrap "
-            f"stratified by domain); {TIED_RULE.replace('cell', 'row')} in that column"
+            " (its CI: a bootstrap stratified by domain, each domain's seeds rescaled by "
+            f"sqrt(n/(n-1))); {TIED_RULE.replace('cell', 'row')} in that column"
         )
     if first is not None and first.selection is not None:
         title += f"; {SELECTION_TEXT[first.selection]}"
