@@ -19,6 +19,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from sweeper.cli.choices import Backend, CodeChanged, Format, Mode
+from sweeper.cli.console import PipeAwareConsole, setup_logging
 from sweeper.errors import SweeperError
 from sweeper.launch.options import CODE_CHANGED, DEFAULT_GROUP_SIZE, DEFAULT_LEASE_S, MODES
 
@@ -28,18 +30,62 @@ app = typer.Typer(
         "Generalization sweeps (optimizer, lr, weight decay, SAM rho, seeds) with every trial "
         "kept in a results database.\n\n"
         "Start with `sweeper run studies/quick.toml`, then `sweeper table quick`. "
-        "Add --debug to any command for a traceback on errors."
+        "The global options (--precision, -v, -q, --debug) may also be given after the "
+        "command; --debug shows a traceback on errors.\n\n"
+        "Exit codes: 0 done, 1 error, 2 usage error, 3 a run whose trials failed, "
+        "130/143 interrupted by SIGINT/SIGTERM."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console(highlight=False, soft_wrap=True)
+out = PipeAwareConsole(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sweeper import __version__
+
+        out.print(f"sweeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    precision: Annotated[
+        int | None,
+        typer.Option(
+            help="Significant digits of the numbers in tables (default: 4 in listings such as "
+            "runs and best, 3 decimals in the averaged grids).",
+            min=1,
+            max=17,
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log lines (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors: no warnings, no progress.")
+    ] = False,
+) -> None:
+    """Options for every command."""
+    from sweeper.render.text import set_precision
+
+    set_precision(precision)
+    setup_logging(-1 if quiet else verbose, err)
 
 
 def debugging() -> bool:
@@ -88,7 +134,8 @@ DbOpt = Annotated[
     ),
 ]
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Output: rich, markdown, csv, latex or json.")
+    Format,
+    typer.Option("--format", "-f", help="Output: a table (rich), markdown, csv, latex or json."),
 ]
 NameArg = Annotated[str, typer.Argument(help="Study name.")]
 WorkersOpt = Annotated[
@@ -104,12 +151,12 @@ DataDirOpt = Annotated[
     typer.Option(help="Dataset directory (default: $SWEEPER_DATA_DIR, else a user cache)."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device for training (cpu, cuda).")]
-BackendOpt = Annotated[str, typer.Option(help="Where workers run: local or dask.")]
+BackendOpt = Annotated[Backend, typer.Option(help="Where workers run: local or dask.")]
 SchedulerOpt = Annotated[
     str | None, typer.Option(help="Dask scheduler address, tcp://HOST:PORT (--backend dask).")
 ]
 ModeOpt = Annotated[
-    str,
+    Mode,
     typer.Option(
         "--mode",
         "--executor",
@@ -133,7 +180,7 @@ LeaseOpt = Annotated[
     ),
 ]
 CodeChangedOpt = Annotated[
-    str,
+    CodeChanged,
     typer.Option(
         "--code-changed",
         help="When a user's task code changed since the study's trials ran: "

@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
 from sweeper.cli.app import DbOpt, command
+from sweeper.cli.choices import PlotKind
 from sweeper.cli.output import open_store
 from sweeper.errors import SweeperError
 
 #: the kinds of `sweeper plot`, as `sweeper.plots.PLOTS` names them (a test keeps them equal;
 #: listed here so that `--help` does not import the plotting code).
-KINDS = ("heatmap", "curves", "domains", "history", "parallel", "importance")
+KINDS: tuple[str, ...] = get_args(PlotKind)
 KIND_HELP = (
     "heatmap: the grid tables, lr x weight decay, one panel per group; "
     "curves: per-epoch seed means with 95% bands; "
@@ -34,10 +35,8 @@ KIND_HELP = (
 def plot_cmd(
     name: Annotated[str, typer.Argument(help="Study name.")],
     kind: Annotated[
-        str,
-        typer.Option(
-            "--kind", "-k", help=f"One of: {', '.join(KINDS)}. {KIND_HELP}", show_default=False
-        ),
+        PlotKind,
+        typer.Option("--kind", "-k", help=KIND_HELP, show_default=False),
     ],
     output: Annotated[
         Path,
@@ -72,9 +71,7 @@ def plot_cmd(
     """
     from sweeper.plots.extra import require
     from sweeper.plots.save import format_of
-    from sweeper.report import check_name
 
-    check_name("plot kind", kind, KINDS)
     format_of(output)
     problems = []
     if where and kind not in ("curves", "parallel"):

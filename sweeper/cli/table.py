@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sweeper.cli.app import DbOpt, FormatOpt, command, out
+from sweeper.cli.choices import Aggregate, Layout, Selection
 from sweeper.cli.output import metric_frame, open_store
-from sweeper.errors import SweeperError, UnknownNameError
+from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,9 +22,7 @@ if TYPE_CHECKING:
 def table_cmd(
     name: Annotated[str, typer.Argument(help="Study name.")],
     db: DbOpt = None,
-    agg: Annotated[
-        str, typer.Option(help="Aggregate over seeds: mean, std, sem, min, max, count.")
-    ] = "mean",
+    agg: Annotated[Aggregate, typer.Option(help="Aggregate over seeds.")] = "mean",
     fmt: FormatOpt = "rich",
     rows: Annotated[str | None, typer.Option(help="Row axis (default lr).")] = None,
     cols: Annotated[str | None, typer.Option(help="Column axis (default weight_decay).")] = None,
@@ -35,7 +34,7 @@ def table_cmd(
         int, typer.Option(help="Searched studies: bins per numeric parameter.", min=1)
     ] = 4,
     layout: Annotated[
-        str,
+        Layout,
         typer.Option(
             help="grid: the averaged grids; domains: rows the methods, columns the held-out "
             "domains and their average (domain-generalization studies)."
@@ -50,7 +49,7 @@ def table_cmd(
         ),
     ] = False,
     select: Annotated[
-        str | None,
+        Selection | None,
         typer.Option(
             help="--layout domains: choose each method's other axes (e.g. lr) per held-out "
             "domain by source (source_f1, validation on the training domains) or oracle "
@@ -76,9 +75,6 @@ def table_cmd(
 
     Example: sweeper table ecg_lr --layout domains --select source --ci
     """
-    layouts = ("grid", "domains")
-    if layout not in layouts:
-        raise UnknownNameError(f"unknown layout {layout!r}; choose one of: {', '.join(layouts)}")
     if select is not None and layout != "domains":
         raise SweeperError("--select is for --layout domains (it picks per held-out domain)")
     if (sem or ci) and agg != "mean":

@@ -33,7 +33,8 @@ def render_frame(df: pd.DataFrame, fmt: str, *, title: str | None = None) -> str
         title: a line before the table in rich, Markdown (as text) and LaTeX (as a comment).
 
     Returns:
-        The text, ending with a newline. Human formats write floats with ``:g`` and missing
+        The text, ending with a newline. Human formats write floats with 4 significant digits
+        (`sweeper.render.text.set_precision` changes it) and missing
         values as a dash; CSV and JSON keep every digit and write missing values as empty and
         ``null``.
 

@@ -47,6 +47,19 @@ _LATEX_SPECIAL = {
 
 
 _RICH_WIDTH = 120
+#: significant digits of the numbers of human-format frames (runs, studies, best), unless set.
+DEFAULT_FRAME_DIGITS = 4
+_precision: int | None = None
+
+
+def set_precision(digits: int | None) -> None:
+    """Show every number of human-format tables with `digits` significant digits (the CLI's
+    global ``--precision``); None restores the defaults: 4 significant digits in frames (runs,
+    studies, best), 3 decimals in the averaged grids and domain tables (publication tables)."""
+    global _precision
+    if digits is not None and not 1 <= digits <= 17:
+        raise ValueError(f"precision must be between 1 and 17 digits (got {digits})")
+    _precision = digits
 
 
 def check_format(fmt: str) -> str:
@@ -68,7 +81,8 @@ def format_value(value: float | None, agg: str, fmt: str = "markdown") -> str:
 
     Returns:
         Human formats: three decimals (``0.512``; ``:.3g`` below 0.0005 so small values do not
-        read as zero), None as ``—`` (rich, Markdown) or ``--`` (LaTeX). CSV: every digit
+        read as zero) or the significant digits of `set_precision`, None as ``—`` (rich,
+        Markdown) or ``--`` (LaTeX). CSV: every digit
         (``repr``), None as the empty string. JSON: a JSON number, None as ``null``.
 
     Raises:
@@ -83,6 +97,8 @@ def format_value(value: float | None, agg: str, fmt: str = "markdown") -> str:
         return repr(float(value))
     if fmt == "json":
         return json.dumps(float(value))
+    if _precision is not None:
+        return f"{value:.{_precision}g}"
     if value != 0 and abs(value) < 0.0005:
         return f"{value:.3g}"
     return f"{value:.3f}"
@@ -207,10 +223,14 @@ def is_numeric(column: pd.Series[Any]) -> bool:
 
 
 def frame_cell(value: Any, fmt: str) -> str:
-    """A frame value as human text (rich, Markdown, LaTeX)."""
+    """A frame value as human text (rich, Markdown, LaTeX): floats with 4 significant digits
+    (or `set_precision`'s)."""
     if is_missing(value):
         return _DASH[fmt]
-    text = axis_label(value)
+    if isinstance(value, float | np.floating) and not isinstance(value, bool):
+        text = f"{float(value):.{_precision or DEFAULT_FRAME_DIGITS}g}"
+    else:
+        text = axis_label(value)
     if fmt == "markdown":
         return md_escape(text)
     if fmt == "latex":
