@@ -86,7 +86,11 @@ def test_run_then_every_query(toy_db: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("table", "nope"), 1, "Error: no study named 'nope' in sqlite:///results.db (studies: toy)"),
+        (
+            ("table", "nope"),
+            1,
+            "Error: no study named 'nope' in sqlite:///results.db (studies: toy)",
+        ),
         (
             ("table", "toy", "--agg", "median"),
             2,

@@ -176,8 +176,12 @@ def test_logs_go_to_stderr_and_quiet_silences_warnings(tmp_path: Path) -> None:
         "logging.getLogger('sweeper.x').warning('careful')\n"
         "logging.getLogger('sweeper.x').info('detail')\n"
     )
-    for verbosity, want in (("0", "WARNING sweeper.x: careful\n"), ("-1", ""),
-                            ("1", "WARNING sweeper.x: careful\nINFO sweeper.x: detail\n")):  # fmt: skip
+    cases = (
+        ("0", "WARNING sweeper.x: careful\n"),
+        ("-1", ""),
+        ("1", "WARNING sweeper.x: careful\nINFO sweeper.x: detail\n"),
+    )
+    for verbosity, want in cases:
         result = subprocess.run([sys.executable, "-c", code, verbosity], capture_output=True,
                                 text=True, timeout=60)  # fmt: skip
         assert (result.stdout, result.stderr) == ("", want)

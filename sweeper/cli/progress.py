@@ -1,9 +1,13 @@
-"""A Rich progress bar fed by the database, so it shows every worker's results, wherever run."""
+"""A run's progress, read from the database so it counts every worker's results, wherever run:
+a Rich bar in a terminal, one plain line every few seconds elsewhere (a log, CI, a pipe)."""
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -16,14 +20,68 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from sweeper.store import Store
+from sweeper.cli.output import duration
+
+if TYPE_CHECKING:
+    from sweeper.store import Store
+
+#: seconds between two plain progress lines unless --progress-every says otherwise.
+DEFAULT_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A study's counts at one moment, as a progress line shows them.
+
+    Attributes:
+        done: trials finished either way (completed, failed or pruned).
+        total: trials the study holds when done.
+        best: the best completed value so far, or None.
+    """
+
+    done: int
+    total: int
+    failed: int
+    pruned: int
+    running: int
+    best: float | None
+
+
+def progress_line(name: str, now: Snapshot, elapsed: float, done_before: int, metric: str) -> str:
+    """One line of progress, e.g. ``quick: 12/32 done, 0 failed, 2 running, 6.1s elapsed, eta
+    10.2s, best test_mse 0.81``; the ETA is this run's pace (``done_before`` trials were done
+    when it began), ``-`` before its first trial ends."""
+    pace = (now.done - done_before) / elapsed if elapsed > 0 else 0.0
+    left = max(now.total - now.done, 0)
+    eta = duration(left / pace) if pace > 0 else ("0.0s" if left == 0 else "-")
+    pruned = f"{now.pruned} pruned, " if now.pruned else ""
+    best = f"{metric} {now.best:.4g}" if now.best is not None else "-"
+    return (
+        f"{name}: {now.done}/{now.total} done, {now.failed} failed, {pruned}{now.running} "
+        f"running, {duration(elapsed)} elapsed, eta {eta}, best {best}"
+    )
+
+
+def interactive(console: Console) -> bool:
+    """Whether `console` writes to a terminal that can redraw a bar.
+
+    The file's own ``isatty``, not Rich's guess: CI sets FORCE_COLOR for colours in its logs,
+    where a redrawn bar is only noise.
+    """
+    isatty = getattr(console.file, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty()) and not console.is_dumb_terminal
+    except ValueError:  # a closed stream
+        return False
 
 
 class StudyProgress:
-    """Poll the study's counts twice a second and draw done/total, failures, ETA, best so far.
+    """Poll the study's counts and show done/total, failures, running trials, ETA, best so far.
 
-    Use as a context manager around the executor; `done_before` trials count as already done
-    (resumed runs), so the ETA reflects this run's speed only.
+    In a terminal (`interactive`), a Rich bar redrawn every `interval` seconds; elsewhere, one
+    `progress_line` every `every` seconds and a last one on exit. Use as a context manager
+    around the executor; trials done before it starts (a resumed run) count as done but not
+    towards the pace, so the ETA reflects this run's speed only.
     """
 
     def __init__(
@@ -31,22 +89,28 @@ class StudyProgress:
         store: Store,
         study_id: int,
         *,
+        name: str,
         metric: str,
         direction: str,
         console: Console,
         enabled: bool = True,
         interval: float = 0.5,
+        every: float = DEFAULT_EVERY_S,
         planned: int | None = None,
     ) -> None:
         """`planned`: the trials the study will hold when done, when more than are stored yet
         (a searched study enqueues its configurations as it goes)."""
         self.store, self.study_id = store, study_id
-        self.planned = planned
+        self.name, self.planned = name, planned
         self.metric, self.direction = metric, direction
-        self.interval = interval
+        self.console = console
         self.enabled = enabled
+        self.bar = enabled and interactive(console)
+        self.interval = interval if self.bar else every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._began = time.monotonic()
+        self._done_before = 0
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -58,22 +122,19 @@ class StudyProgress:
             TimeRemainingColumn(),
             TextColumn("best {task.fields[best]}"),
             console=console,
-            disable=not enabled,
+            disable=not self.bar,
         )
         self._task: TaskID | None = None
 
     def __enter__(self) -> StudyProgress:
-        counts = self.store.counts(self.study_id)
-        done = counts["completed"] + counts["failed"] + counts["pruned"]
-        self._task = self.progress.add_task(
-            "trials",
-            total=self._total(counts),
-            completed=done,
-            failed=counts["failed"],
-            running=counts["running"],
-            best=self._best(),
-        )
-        self.progress.start()
+        if not self.enabled:
+            return self
+        now = self.snapshot()
+        self._began, self._done_before = time.monotonic(), now.done
+        if self.bar:
+            self._task = self.progress.add_task("trials", total=now.total, completed=now.done)
+            self._draw(now)
+            self.progress.start()
         self._thread = threading.Thread(target=self._poll, name="progress", daemon=True)
         self._thread.start()
         return self
@@ -84,37 +145,56 @@ class StudyProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not self.enabled:
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         try:
-            self._update()
+            self._show()
+        except Exception:  # noqa: BLE001 - a busy database costs the last line, never the run
+            pass
         finally:
             self.progress.stop()
+
+    def snapshot(self) -> Snapshot:
+        """The study's counts and best value now (two reads of the database)."""
+        counts = self.store.counts(self.study_id)
+        return Snapshot(
+            done=counts["completed"] + counts["failed"] + counts["pruned"],
+            total=max(sum(counts.values()), self.planned or 0),
+            failed=counts["failed"],
+            pruned=counts["pruned"],
+            running=counts["running"],
+            best=self.store.best_value(self.study_id, self.direction),
+        )
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self._update()
-            except Exception:  # noqa: BLE001 - a busy database only delays the next redraw
+                self._show()
+            except Exception:  # noqa: BLE001 - a busy database only delays the next update
                 continue
 
-    def _update(self) -> None:
+    def _show(self) -> None:
+        now = self.snapshot()
+        if self.bar:
+            self._draw(now)
+            return
+        line = progress_line(
+            self.name, now, time.monotonic() - self._began, self._done_before, self.metric
+        )
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def _draw(self, now: Snapshot) -> None:
         if self._task is None:
             return
-        counts = self.store.counts(self.study_id)
+        best = f"{self.metric} {now.best:.4g}" if now.best is not None else "-"
         self.progress.update(
             self._task,
-            total=self._total(counts),
-            completed=counts["completed"] + counts["failed"] + counts["pruned"],
-            failed=counts["failed"],
-            running=counts["running"],
-            best=self._best(),
+            total=now.total,
+            completed=now.done,
+            failed=now.failed,
+            running=now.running,
+            best=best,
         )
-
-    def _total(self, counts: dict[str, int]) -> int:
-        return max(sum(counts.values()), self.planned or 0)
-
-    def _best(self) -> str:
-        value = self.store.best_value(self.study_id, self.direction)
-        return f"{self.metric} {value:.4g}" if value is not None else "-"

@@ -31,6 +31,7 @@ from sweeper.cli.app import (
     out,
 )
 from sweeper.cli.output import duration, short
+from sweeper.cli.progress import DEFAULT_EVERY_S
 from sweeper.launch.options import DEFAULT_MAX_TRIALS, RunOptions
 
 if TYPE_CHECKING:
@@ -52,6 +53,17 @@ ForceWorkersOpt = Annotated[
         help="Start more local workers (times --threads) than 4 per core.",
     ),
 ]
+ProgressEveryOpt = Annotated[
+    float,
+    typer.Option(
+        "--progress-every",
+        envvar="SWEEPER_PROGRESS_EVERY",
+        help="Outside a terminal (stderr not a TTY), instead of a bar: one progress line on "
+        "stderr every this many seconds, and a last one when done.",
+        min=0.5,
+        metavar="SECONDS",
+    ),
+]
 CheckpointEveryOpt = Annotated[
     float,
     typer.Option(
@@ -64,6 +76,13 @@ CheckpointEveryOpt = Annotated[
         metavar="SECONDS",
     ),
 ]
+
+#: the exit code of a run that finished with failed trials in its study; the others: 1 an
+#: error (`sweeper.cli.app.command`), 2 usage (Typer), 130/143 a signal (`launch.signals`).
+#: `run` and `resume` list them in their help, where the CLI reference reads them.
+EXIT_TRIALS_FAILED = 3
+#: most distinct errors the end-of-run summary names.
+MAX_REASONS = 5
 
 
 @command()
@@ -92,11 +111,19 @@ def run(
     force_workers: ForceWorkersOpt = False,
     checkpoint_every: CheckpointEveryOpt = 60.0,
     progress: ProgressOpt = True,
+    progress_every: ProgressEveryOpt = DEFAULT_EVERY_S,
     table: TableOpt = True,
 ) -> None:
     """Run a study, or finish it: completed trials are never re-run.
 
+    Progress goes to stderr (a bar in a terminal, else a line every --progress-every
+    seconds), the summary and the study's table to stdout.
+
     Example: sweeper run studies/quick.toml --workers 2
+
+    Exit codes: 0 every trial completed; 1 an error (nothing run, or the run stopped); 2 a
+    usage error; 3 the run finished but trials of the study failed (their errors, grouped, on
+    stderr); 130 interrupted by Ctrl-C, 143 by SIGTERM (the trials in flight back in the queue).
     """
     from sweeper.studies import resolve
     from sweeper.study import load_study
@@ -107,7 +134,7 @@ def run(
         group_size, max_memory, lease, code_changed, max_trials, force_workers,
         checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
-    _run(study, db, options, progress=progress, show_table=table)
+    _run(study, db, options, progress=progress, every=progress_every, show_table=table)
 
 
 @command()
@@ -130,11 +157,18 @@ def resume(
     force_workers: ForceWorkersOpt = False,
     checkpoint_every: CheckpointEveryOpt = 60.0,
     progress: ProgressOpt = True,
+    progress_every: ProgressEveryOpt = DEFAULT_EVERY_S,
     table: TableOpt = True,
 ) -> None:
     """Finish a stored study, using the study as stored (no file needed).
 
+    Output as for `sweeper run`.
+
     Example: sweeper resume obesity
+
+    Exit codes: 0 every trial completed; 1 an error (nothing run, or the run stopped); 2 a
+    usage error; 3 the run finished but trials of the study failed (their errors, grouped, on
+    stderr); 130 interrupted by Ctrl-C, 143 by SIGTERM (the trials in flight back in the queue).
     """
     from sweeper.cli.output import open_store
 
@@ -145,7 +179,7 @@ def resume(
         group_size, max_memory, lease, code_changed, max_trials, force_workers,
         checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
-    _run(study, db, options, progress=progress, show_table=table)
+    _run(study, db, options, progress=progress, every=progress_every, show_table=table)
 
 
 @command()
@@ -204,8 +238,21 @@ def worker(
 
 
 def _run(
-    study: Study, db: str | None, options: RunOptions, *, progress: bool, show_table: bool
+    study: Study,
+    db: str | None,
+    options: RunOptions,
+    *,
+    progress: bool,
+    every: float,
+    show_table: bool,
 ) -> None:
+    """Run `study` and report on it: progress on stderr, the summary and table on stdout.
+
+    Raises:
+        typer.Exit: with `EXIT_TRIALS_FAILED` when the study has failed trials at the end (its
+            errors summed up on stderr), with 130 or 143 when a signal stopped the run.
+    """
+    from sweeper.cli.console import quiet
     from sweeper.cli.progress import StudyProgress
     from sweeper.launch.run import execute, start, summarize
     from sweeper.store import Store
@@ -222,10 +269,12 @@ def _run(
             StudyProgress(
                 store,
                 started.study_id,
+                name=study.name,
                 metric=study.metric,
                 direction=study.direction,
-                console=out,
-                enabled=progress,
+                console=err,
+                enabled=progress and not quiet(),
+                every=every,
                 planned=started.planned,
             ),
         ):
@@ -239,17 +288,30 @@ def _run(
                     f"the same command again (or `sweeper resume {study.name}`) to finish."
                 )
                 raise typer.Exit(_interrupted(exc, text)) from None
-    _print_summary(summarize(started.url, study.name, time.time() - began))
+    summary = summarize(started.url, study.name, time.time() - began)
+    _print_summary(summary)
     if show_table:
-        from sweeper.cli.output import open_store
-        from sweeper.cli.query import print_best
-        from sweeper.cli.table import print_grid_tables
+        _print_table(study, started.url)
+    if summary.failed:
+        # Last, so that it is what a terminal shows at the end and what a log's tail holds.
+        err.print(failure_summary(summary), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TRIALS_FAILED)
 
-        with open_store(started.url) as store:
-            if study.searched:
-                print_best(store, study.name, 10, "rich")
-            else:
-                print_grid_tables(store, study.name, "mean", "rich", None, None, None)
+
+def _print_table(study: Study, url: str) -> None:
+    """The study's table: a search's best configurations, a grid's averaged grids; nothing for
+    a grid without axes (one configuration: the summary's best trial says it all)."""
+    from sweeper.cli.output import open_store
+    from sweeper.cli.query import print_best
+    from sweeper.cli.table import print_grid_tables
+
+    if not study.searched and not study.axes:
+        return
+    with open_store(url) as store:
+        if study.searched:
+            print_best(store, study.name, 10, "rich")
+        else:
+            print_grid_tables(store, study.name, "mean", "rich", None, None, None)
 
 
 def _interrupted(exc: KeyboardInterrupt, text: str) -> int:
@@ -281,6 +343,24 @@ def _print_summary(summary: RunSummary) -> None:
             f"best single trial: {summary.metric} {best['value']:.4g} "
             f"({params}{', ' if params else ''}seed={best['seed']})"
         )
-    if summary.failed:
-        out.print(f"[red]{summary.failed} failed[/]; first error: {summary.first_error}")
-        out.print(f"see `sweeper runs {summary.name} --state failed`")
+
+
+def failure_summary(summary: RunSummary) -> str:
+    """The failed trials of a study in one line, grouped by the first line of their error (the
+    `MAX_REASONS` most frequent named), and where to read more, e.g.::
+
+        3 trials failed: ValueError: lr too large (2), RuntimeError: nan loss (1); see
+        `sweeper show quick 7` (the first) or `sweeper runs quick --state failed`
+    """
+    shown = summary.errors[:MAX_REASONS]
+    reasons = ", ".join(f"{line} ({n})" for line, n in shown)
+    hidden = summary.errors[MAX_REASONS:]
+    if hidden:
+        n_hidden = sum(n for _, n in hidden)
+        other = "other error" if len(hidden) == 1 else f"{len(hidden)} other errors"
+        reasons += f", {other} ({n_hidden})"
+    trials = "1 trial" if summary.failed == 1 else f"{summary.failed} trials"
+    first = ""
+    if summary.first_failed is not None:
+        first = f"`sweeper show {summary.name} {summary.first_failed}` (the first) or "
+    return f"{trials} failed: {reasons}; see {first}`sweeper runs {summary.name} --state failed`"

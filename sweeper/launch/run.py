@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,6 +60,9 @@ class RunSummary:
     Attributes:
         best_trial: the best single completed trial: ``{"value", "seed", "params"}``, or None.
         first_error: the first line of the first failed trial's error, or None.
+        errors: the failed trials grouped by the first line of their error: ``(line, count)``,
+            the most frequent first (ties in the order the trials were stored).
+        first_failed: the id of the first failed trial, or None.
     """
 
     name: str
@@ -70,6 +74,8 @@ class RunSummary:
     elapsed: float
     best_trial: dict[str, Any] | None
     first_error: str | None
+    errors: tuple[tuple[str, int], ...] = ()
+    first_failed: int | None = None
 
 
 def check(options: RunOptions) -> RunOptions:
@@ -247,9 +253,9 @@ def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
             "params": {k: row[k] for k in names},
         }
     failed = frame[frame["state"] == "failed"]
-    first_error = None
-    if not failed.empty:
-        first_error = (str(failed.iloc[0]["error"]).strip().splitlines() or [""])[0]
+    lines = [_first_line(e) for e in failed["error"]]
+    # Counter keeps first-seen order, and most_common sorts stably: ties stay in trial order.
+    errors = tuple(Counter(lines).most_common())
     return RunSummary(
         name=study.name,
         metric=study.metric,
@@ -259,8 +265,16 @@ def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
         left=int(counts.get("queued", 0) + counts.get("running", 0)),
         elapsed=elapsed,
         best_trial=best,
-        first_error=first_error,
+        first_error=lines[0] if lines else None,
+        errors=errors,
+        first_failed=int(failed.iloc[0]["id"]) if lines else None,
     )
+
+
+def _first_line(error: Any) -> str:
+    """The first non-empty line of a trial's error; a failed trial without one says so."""
+    text = "" if error is None or (isinstance(error, float) and error != error) else str(error)
+    return (text.strip().splitlines() or ["(no error recorded)"])[0].strip()
 
 
 def work(
