@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sweeper.errors import SchemaVersionError
 from sweeper.plan import grid
 from sweeper.search import Proposal, TrialResult
-from sweeper.store import SCHEMA_VERSION, STATES, Store, StudySummary, WorkerId
+from sweeper.store import SCHEMA_VERSION, STATES, BestConfig, Store, StudySummary, WorkerId
 from sweeper.store.schema import Base
 from sweeper.study import Study, parse_study
 from sweeper.tasks import TrialOutcome, get_task
@@ -91,7 +91,8 @@ def test_every_query_returns_what_version_1_stored(db_url: str) -> None:
     counts = {**dict.fromkeys(STATES, 0), "queued": 2, "running": 1, "completed": 2, "failed": 1}
     searched = {**dict.fromkeys(STATES, 0), "completed": 1, "pruned": 1}
     assert store.studies() == [
-        StudySummary("legacy", "toy", "grid", "loss", "minimize", counts, 0.25, 60.0),
+        # best: the seed mean of x=0 (0.5 and 0.25), the one configuration completed
+        StudySummary("legacy", "toy", "grid", "loss", "minimize", counts, 0.375, 60.0),
         StudySummary("searched", "toy", "random", "loss", "minimize", searched, 0.125, 80.0),
     ]
     info = store.study("legacy")
@@ -102,7 +103,7 @@ def test_every_query_returns_what_version_1_stored(db_url: str) -> None:
     assert store.counts(1) == counts
     stats = store.stats(1, "minimize")
     assert (stats.best, stats.mean_duration, stats.first_start, stats.last_finish) == (
-        0.25,
+        BestConfig(json.loads(v1.params(0.0)), 0.375, 2),
         15.0,
         100.0,
         121.0,

@@ -1,15 +1,21 @@
-"""The query commands: studies, status, runs, best, importance, export."""
+"""The query commands: studies, status, runs, best, importance and delete (export: its own
+module, `sweeper.cli.export`, registered here).
+
+"Best" has one meaning in all of them: the configuration with the best mean over its seeds
+(`Store.best_config`, the first row of `sweeper best`), never the best single trial.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
-from sweeper.cli.app import DbOpt, FormatOpt, command, err, out
+from sweeper.cli import export as export  # registers `sweeper export`
+from sweeper.cli.app import DbOpt, FormatOpt, command, out
 from sweeper.cli.output import (
     check_column,
     duration,
@@ -18,16 +24,24 @@ from sweeper.cli.output import (
     open_store,
     param_names,
     print_frame,
+    short,
 )
-from sweeper.errors import SweeperError, UnknownNameError
+from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
-    from sweeper.store import Store
+    import pandas as pd
+
+    from sweeper.store import BestConfig, Store, StudyInfo, StudyStats
+    from sweeper.study import Study
+
+#: What `sweeper status` prints: its lines of text, or one JSON object.
+StatusFormat = Literal["rich", "json"]
 
 
 @command()
 def studies(db: DbOpt = None, fmt: FormatOpt = "rich") -> None:
-    """List the studies in the database with their progress and best value.
+    """List the studies in the database with their progress and best value: the best mean over
+    seeds of a configuration, as `sweeper best NAME --top 1` ranks first.
 
     Example: sweeper studies --db results.db
     """
@@ -56,20 +70,80 @@ def studies(db: DbOpt = None, fmt: FormatOpt = "rich") -> None:
 
 
 @command()
-def status(name: Annotated[str, typer.Argument(help="Study name.")], db: DbOpt = None) -> None:
-    """Show a study's progress: counts per state, timing, running and failed trials.
+def status(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    db: DbOpt = None,
+    fmt: Annotated[
+        StatusFormat,
+        typer.Option("--format", "-f", help="Output: lines of text (rich) or one JSON object."),
+    ] = "rich",
+) -> None:
+    """Show a study's progress: counts per state, timing, the best configuration (best mean
+    over seeds), running and failed trials, code and versions.
+
+    --format json prints one object with the same facts (keys: name, task, kind, counts,
+    total, percent, best, wall_time_s, running, failed, code_hash, versions, ...).
 
     Example: sweeper status obesity
+
+    Example: sweeper status obesity --format json
     """
     with open_store(db) as store:
         info = store.study(name)
         stats = store.stats(info.id, info.study.direction)
-        stats_proposed = len(store.proposals(info.id)) if info.study.searched else 0
+        proposed = len(store.proposals(info.id)) if info.study.searched else 0
+    if fmt == "json":
+        sys.stdout.write(json.dumps(status_record(info, stats, proposed), indent=2) + "\n")
+    else:
+        print_status(info, stats, proposed)
+
+
+def status_record(info: StudyInfo, stats: StudyStats, proposed: int) -> dict[str, Any]:
+    """`sweeper status --format json`: the study's progress as one JSON-ready object."""
+    study = info.study
+    counts = stats.counts
+    total = sum(counts.values())
+    return {
+        "name": study.name,
+        "task": study.task,
+        "kind": study.kind,
+        "description": study.description,
+        "metric": study.metric,
+        "direction": study.direction,
+        "counts": counts,
+        "total": total,
+        "percent": 100.0 * counts["completed"] / total if total else 0.0,
+        "seeds": list(study.seeds),
+        "search": {"proposed": proposed, "budget": study.budget} if study.searched else None,
+        "best": _best_record(study, stats.best),
+        "wall_time_s": _wall_time(stats),
+        "mean_trial_s": stats.mean_duration,
+        "running": [{"id": i, "host": host, "pid": pid} for i, host, pid in stats.running],
+        "failed": [
+            {"id": i, "attempts": attempts, "error": error} for i, attempts, error in stats.failed
+        ],
+        "code_hash": info.code_hash,
+        "versions": {
+            "sweeper": info.sweeper_version,
+            "python": info.python_version,
+            "torch": info.torch_version,
+            "git_commit": info.git_commit,
+        },
+    }
+
+
+def print_status(info: StudyInfo, stats: StudyStats, proposed: int) -> None:
+    """`sweeper status`: the study's progress as lines of text."""
+    from rich.markup import escape
+
     study = info.study
     counts = stats.counts
     total = sum(counts.values())
     pct = 100.0 * counts["completed"] / total if total else 0.0
-    out.print(f"[bold]{study.name}[/] (task {study.task}, {study.kind})  {study.description}")
+    out.print(
+        f"[bold]{escape(study.name)}[/] (task {escape(study.task)}, {study.kind})  "
+        f"{escape(study.description)}"
+    )
     pruned = f", {counts['pruned']} pruned" if counts.get("pruned") else ""
     out.print(
         f"  {counts['completed']}/{total} completed ({pct:.0f}%), {counts['failed']} failed"
@@ -77,26 +151,26 @@ def status(name: Annotated[str, typer.Argument(help="Study name.")], db: DbOpt =
     )
     if study.searched:
         out.print(
-            f"  search: {study.kind}, {stats_proposed} of {study.budget} configurations "
+            f"  search: {study.kind}, {proposed} of {study.budget} configurations "
             f"proposed (sampler seed {study.sampler_seed}, pruner {study.pruner or 'none'}, "
             f"{study.aggregate} over seeds)"
         )
         out.print(f"  searched: {', '.join(study.search)}; seeds: {list(study.seeds)}")
     else:
         axes = ", ".join(f"{k} ({len(v)})" for k, v in study.axes.items())
-        out.print(f"  axes: {axes}; seeds: {list(study.seeds)}")
-    if stats.mean_duration is not None:
-        wall = (stats.last_finish or 0.0) - (stats.first_start or 0.0)
+        out.print(f"  axes: {escape(axes)}; seeds: {list(study.seeds)}")
+    wall = _wall_time(stats)
+    if wall is not None and stats.mean_duration is not None:
         # Not a sum of durations: members of a batched group share their group's time.
         out.print(
             f"  wall time {duration(wall)}; claim to result {stats.mean_duration:.2f}s per "
             "trial on average (batched trials share their group's)"
         )
     if stats.best is not None:
-        out.print(f"  best {study.metric}: {stats.best:.4g}")
+        out.print("  " + escape(best_line(study, stats.best)))
     if info.code_hash is not None:
         what = study.task if not study.command else " ".join(study.command)
-        out.print(f"  code: {what} (sha256 {info.code_hash[:12]})")
+        out.print(f"  code: {escape(what)} (sha256 {info.code_hash[:12]})")
     versions = [
         f"{label} {value}"
         for label, value in (
@@ -108,12 +182,46 @@ def status(name: Annotated[str, typer.Argument(help="Study name.")], db: DbOpt =
         if value
     ]
     if versions:
-        out.print(f"  last run with {', '.join(versions)}")
+        out.print(f"  last run with {escape(', '.join(versions))}")
     for trial_id, host, pid in stats.running:
-        out.print(f"  running: trial {trial_id} on {host} pid {pid}")
+        out.print(f"  running: trial {trial_id} on {escape(str(host))} pid {pid}")
     for trial_id, attempts, error in stats.failed:
-        first = error.strip().splitlines()[0] if error else ""
-        out.print(f"  failed: trial {trial_id} after {attempts} attempt(s): {first}")
+        out.print(
+            f"  failed: trial {trial_id} after {attempts} attempt(s): {escape(first_line(error))}"
+        )
+
+
+def best_line(study: Study, best: BestConfig) -> str:
+    """``best test_mse (mean of 3 seeds): 0.7894 at optimizer=adam, lr=0.003``."""
+    seeds = f"{best.n} seed{'s' if best.n != 1 else ''}"
+    params = ", ".join(f"{k}={short(v)}" for k, v in _varying(study, best).items())
+    return f"best {study.metric} (mean of {seeds}): {best.mean:.4g}" + (
+        f" at {params}" if params else ""
+    )
+
+
+def _best_record(study: Study, best: BestConfig | None) -> dict[str, Any] | None:
+    if best is None:
+        return None
+    return {"metric": study.metric, "mean": best.mean, "n": best.n, "params": _varying(study, best)}
+
+
+def _varying(study: Study, best: BestConfig) -> dict[str, Any]:
+    """The best configuration's values of the parameters that vary between configurations."""
+    return {k: best.params[k] for k in param_names(study) if k in best.params}
+
+
+def _wall_time(stats: StudyStats) -> float | None:
+    """First start to last result of the completed trials; None before any."""
+    if stats.mean_duration is None:
+        return None
+    return (stats.last_finish or 0.0) - (stats.first_start or 0.0)
+
+
+def first_line(error: str | None) -> str:
+    """The first line of a trial's error (empty for none): its reason, without the traceback."""
+    lines = error.strip().splitlines() if error else []
+    return lines[0] if lines else ""
 
 
 @command()
@@ -127,12 +235,24 @@ def runs(
     sort: Annotated[str | None, typer.Option(help="Sort by this column (e.g. a metric).")] = None,
     desc: Annotated[bool, typer.Option(help="Sort descending.")] = False,
     limit: Annotated[int | None, typer.Option(help="Show at most this many.", min=1)] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            help="Comma-separated columns to show, in that order (default: id, state, the "
+            "parameters, seed, metrics, duration, attempts, host, error).",
+            show_default=False,
+        ),
+    ] = None,
     fmt: FormatOpt = "rich",
 ) -> None:
-    """List a study's trials, filtered and sorted; failed trials with their reason (see one
-    whole with `sweeper show NAME ID`).
+    """List a study's trials, filtered and sorted; failed trials with the first line of their
+    error (see one whole with `sweeper show NAME ID`).
 
     Example: sweeper runs obesity --where optimizer=adam --where sam_rho=0.05 --sort test_mse
+
+    Example: sweeper runs obesity --state failed --columns id,seed,error
     """
     with open_store(db) as store:
         info = store.study(name)
@@ -142,21 +262,44 @@ def runs(
     if sort is not None:
         check_column(frame, sort, "--sort")
         frame = frame.sort_values(sort, ascending=not desc, kind="stable", na_position="last")
+    # The reason's first line; `sweeper show NAME ID` prints it whole, with the log's tail.
+    frame = frame.assign(
+        error=[first_line(e if isinstance(e, str) else None) for e in frame["error"]]
+    )
     metrics = [m for m in frame.attrs.get("metrics", []) if m in frame.columns]
-    cols = ["id", "state", *param_names(study), "seed", *metrics, "duration", "attempts", "host"]
-    if "error" in frame.columns and frame["error"].notna().any():
-        # The reason's first line; `sweeper show NAME ID` prints it whole, with the log's tail.
-        frame = frame.assign(
-            error=[
-                str(e).strip().split("\n")[0] if isinstance(e, str) else None
-                for e in frame["error"]
-            ]
-        )
-        cols.append("error")
-    frame = frame[[c for c in cols if c in frame.columns]]
+    default = ["id", "state", *param_names(study), "seed", *metrics]
+    default += ["duration", "attempts", "host", "error"]
+    chosen = [c for c in default if c in frame.columns]
+    if columns is not None:
+        chosen = choose_columns(frame, columns)
+    frame = frame[chosen]
     if limit is not None:
         frame = frame.head(limit)
     print_frame(frame, fmt)
+
+
+def choose_columns(frame: pd.DataFrame, columns: str) -> list[str]:
+    """The columns `--columns a,b,c` names, in that order (each once); an unknown or missing
+    one is a usage error (exit 2) listing the choices."""
+    names = list(dict.fromkeys(c.strip() for c in columns.split(",") if c.strip()))
+    known = [str(c) for c in frame.columns]
+    if not names:
+        usage_error(
+            f"--columns {columns!r}: name at least one column; choose from: {', '.join(known)}"
+        )
+    unknown = [c for c in names if c not in known]
+    if unknown:
+        usage_error(
+            f"--columns: no column {', '.join(map(repr, unknown))}; choose from: {', '.join(known)}"
+        )
+    return names
+
+
+def usage_error(message: str) -> NoReturn:
+    """A usage error found after the arguments were parsed (the study's columns are known
+    only then): one line ``Error: ...`` on stderr and exit 2, as Typer's own."""
+    sys.stderr.write(f"Error: {message}\n")
+    raise typer.Exit(2)
 
 
 @command()
@@ -249,141 +392,67 @@ def importance(
 
 
 @command()
-def export(
+def delete(
     name: Annotated[str, typer.Argument(help="Study name.")],
     db: DbOpt = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="csv (default), json, parquet, or optuna: an Optuna storage for "
-            "optuna-dashboard (-o FILE.db, or --to URL).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
-    ] = None,
-    to: Annotated[
-        str | None,
-        typer.Option(
-            help="--format optuna: any SQLAlchemy URL to write to instead of a SQLite file.",
-            show_default=False,
-        ),
-    ] = None,
-    curves: Annotated[
-        bool,
-        typer.Option(
-            help="Include per-epoch curves (json), or their seed means as intermediate values "
-            "(optuna; slower: Optuna writes them one row at a time)."
-        ),
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Delete without asking (for scripts).")
     ] = False,
 ) -> None:
-    """Export every trial of a study: parameters, seed, state, metrics, timing, host; or, with
-    --format optuna, one Optuna trial per configuration (its value the seed mean) that
-    optuna-dashboard and Optuna's plots can open.
+    """Delete a study with all its trials, their curves and its proposals, in one transaction;
+    other studies are untouched. Asks first unless --yes; without a terminal to ask on,
+    refuses unless --yes.
 
-    Example: sweeper export obesity --format parquet -o obesity.parquet
-
-    Example: sweeper export obesity --format optuna -o optuna.db
+    Example: sweeper delete old_study --yes
     """
-    fmt = fmt or ("optuna" if to is not None else "csv")
-    formats = ("csv", "json", "parquet", "optuna")
-    if fmt not in formats:
-        raise UnknownNameError(
-            f"unknown export format {fmt!r}; choose one of: {', '.join(formats)}"
-        )
-    if output is not None and output.is_dir():
-        raise SweeperError(
-            f"--output {output} is a folder: give a file, e.g. {output / name}.{fmt}"
-        )
-    if output is not None and not output.parent.is_dir():
-        raise SweeperError(f"--output {output}: no folder {output.parent}; create it first")
-    if fmt == "optuna":
-        export_optuna_storage(db, name, output, to, curves)
-        return
-    if to is not None:
-        raise SweeperError("--to is for --format optuna; give a file with --output FILE")
-    if fmt == "parquet" and output is None:
-        raise SweeperError("parquet is binary: give a file with --output FILE")
-    if curves and fmt != "json":
-        raise SweeperError(
-            "--curves needs --format json (curves are lists per trial) or --format optuna"
-        )
     with open_store(db) as store:
         info = store.study(name)
-        frame = store.frame(info.id)
-        if curves:
-            by_id = store.curves(frame["id"].tolist())
-            frame["curves"] = [by_id.get(i) for i in frame["id"]]
-    frame.insert(0, "study", info.name)
-    if fmt == "csv":
-        text = frame.to_csv(index=False)
-    elif fmt == "json":
-        text = frame.to_json(orient="records", indent=1) + "\n"
-    else:
-        assert output is not None
-        try:
-            frame.to_parquet(output, index=False)
-        except ImportError:
-            raise SweeperError(
-                "parquet export needs pyarrow: pip install 'sweeper[parquet]'"
-            ) from None
-        err.print(f"wrote {len(frame)} trials to {output}")
-        return
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {len(frame)} trials to {output}")
+        total = sum(store.counts(info.id).values())
+        if not yes:
+            _confirm_delete(name, total, store.url)
+        report = store.delete_study(info.id)
+    sys.stderr.write(
+        f"deleted study {name!r}: {_trials(report.trials)}, {report.curves} curves, "
+        f"{report.proposals} proposals\n"
+    )
 
 
-def export_optuna_storage(
-    db: str | None, name: str, output: Path | None, to: str | None, curves: bool
-) -> None:
-    """`sweeper export NAME --format optuna`: write the Optuna storage, say how to open it."""
-    from sweeper.optuna_export import export_optuna
+def _confirm_delete(name: str, total: int, url: str) -> None:
+    """Ask on stderr; leave (exit 1, nothing deleted) unless the answer is yes."""
+    question = f"Delete study {name!r} and its {_trials(total)} from {database_name(url)}?"
+    if not interactive():
+        raise SweeperError(
+            f"not deleting study {name!r} ({_trials(total)}): there is no terminal to confirm "
+            "on; add --yes to delete it"
+        )
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except typer.Abort:  # end of input (Ctrl-D): no answer is no
+        agreed = False
+    if not agreed:
+        sys.stderr.write(f"nothing deleted: study {name!r} is still there\n")
+        raise typer.Exit(1)
+
+
+def interactive() -> bool:
+    """Whether stdin is a terminal a person can answer a question on."""
+    return sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty()
+
+
+def database_name(url: str) -> str:
+    """A SQLite database's file path, any other database's URL (its password masked)."""
+    from sqlalchemy.engine import make_url
+
     from sweeper.store import safe_url
 
-    if (output is None) == (to is None):
-        raise SweeperError(
-            "--format optuna writes an Optuna storage: give a SQLite file with --output "
-            "optuna.db, or a SQLAlchemy URL with --to (one of them)"
-        )
-    if output is not None:
-        check_optuna_file(output)
-    url = to if to is not None else f"sqlite:///{output}"
-    with open_store(db) as store:
-        count = export_optuna(store, name, url, intermediate=curves)
-    shown = safe_url(url)
-    lines = [f"wrote {count} configurations of {name} to {shown}: one Optuna trial each"]
-    if not curves:
-        lines.append("per-epoch intermediate values left out: add --curves for them (slower)")
-    lines.append(f"open it with: pip install optuna-dashboard; optuna-dashboard {shown}")
-    # Plain text: a URL that a console wrapped or read as markup could not be pasted.
-    sys.stderr.write("".join(line + "\n" for line in lines))
-
-
-def check_optuna_file(path: Path) -> None:
-    """Refuse to add Optuna's tables to a SQLite file that holds something else (a results
-    database given by mistake); a new file or an Optuna storage is fine.
-
-    Raises:
-        SweeperError: `path` is a SQLite file with tables and no Optuna ``version_info``.
-    """
-    import sqlite3
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.DatabaseError:
-        tables = {"(not SQLite)"}
-    finally:
-        conn.close()
-    if tables and "version_info" not in tables:
-        raise SweeperError(
-            f"{path} exists and is not an Optuna storage; give a new file, e.g. -o optuna.db"
-        )
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown masked, as it is
+        return safe_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return str(parsed.database)
+    return safe_url(url)
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial{'s' if n != 1 else ''}"

@@ -8,7 +8,7 @@
 - `migrations`: create, upgrade in place, or refuse a database on open;
 - `queue`: the trial life cycle, every state change a compare-and-set;
 - `queries`: reading studies, statistics and trials;
-- `studies`: writing studies and searched studies' proposals;
+- `studies`: writing and deleting studies, and searched studies' proposals;
 - `provenance`: the versions and git commit a study's run records.
 """
 
@@ -19,6 +19,8 @@ from sweeper.store.facade import Store
 from sweeper.store.queue import DEFAULT_LEASE_S
 from sweeper.store.records import (
     PROVENANCE_FIELDS,
+    BestConfig,
+    DeleteReport,
     EnqueueReport,
     StudyInfo,
     StudyStats,
@@ -33,6 +35,8 @@ __all__ = [
     "PROVENANCE_FIELDS",
     "SCHEMA_VERSION",
     "STATES",
+    "BestConfig",
+    "DeleteReport",
     "EnqueueReport",
     "Store",
     "StudyInfo",

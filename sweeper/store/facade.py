@@ -22,7 +22,15 @@ from sweeper.store import queries, queue, studies
 from sweeper.store.engine import Database, reason, safe_url
 from sweeper.store.migrations import open_schema
 from sweeper.store.queue import DEFAULT_LEASE_S
-from sweeper.store.records import EnqueueReport, StudyInfo, StudyStats, StudySummary, WorkerId
+from sweeper.store.records import (
+    BestConfig,
+    DeleteReport,
+    EnqueueReport,
+    StudyInfo,
+    StudyStats,
+    StudySummary,
+    WorkerId,
+)
 from sweeper.study import Study
 from sweeper.tasks.base import TrialInput, TrialOutcome
 
@@ -120,8 +128,28 @@ class Store:
             )
         return info
 
+    def delete_study(self, study_id: int) -> DeleteReport:
+        """Delete a study with its trials, their curves and its proposals, in one transaction.
+
+        A worker still running one of its trials loses it: its result is not written (`record`
+        finds no trial to update).
+
+        Returns:
+            How many rows of each table were deleted.
+
+        Raises:
+            UnknownStudyError: no study has that id (another process deleted it first);
+                nothing was deleted.
+        """
+        with self._db.tx() as conn:
+            report = studies.delete_study(conn, study_id)
+        if report is None:
+            raise UnknownStudyError(f"no study with id {study_id} in {safe_url(self.url)}")
+        return report
+
     def studies(self) -> list[StudySummary]:
-        """Every study with its trial counts per state and best metric value."""
+        """Every study with its trial counts per state and the seed mean of its best
+        configuration (see `best_config`)."""
         with self._db.tx(write=False) as conn:
             return queries.studies(conn)
 
@@ -137,12 +165,22 @@ class Store:
             return queries.counts(conn, study_id)
 
     def stats(self, study_id: int, direction: str) -> StudyStats:
-        """Counts, timing, best value, and the first running and failed trials of a study."""
+        """Counts, timing, the best configuration, and the first running and failed trials."""
         with self._db.tx(write=False) as conn:
             return queries.stats(conn, study_id, direction)
 
+    def best_config(self, study_id: int, direction: str) -> BestConfig | None:
+        """The configuration with the best mean over its completed seeds (min or max by
+        `direction`), as `sweeper best` ranks first; None before any completed trial.
+
+        "Best" means this everywhere (`studies`, `status`, the progress bar): never the best
+        single trial, which a lucky seed of a worse configuration can hold.
+        """
+        with self._db.tx(write=False) as conn:
+            return queries.best_config(conn, study_id, direction)
+
     def best_value(self, study_id: int, direction: str) -> float | None:
-        """The best completed value (min or max by `direction`); None before any."""
+        """The seed mean of `best_config`; None before any completed trial."""
         with self._db.tx(write=False) as conn:
             return queries.best_value(conn, study_id, direction)
 

@@ -7,15 +7,17 @@ by the database in one SELECT each; JSON columns are parsed in Python only where
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
 from sweeper.search import Proposal, TrialResult
-from sweeper.store.records import StudyInfo, StudyStats, StudySummary
+from sweeper.store.records import BestConfig, StudyInfo, StudyStats, StudySummary
 from sweeper.store.schema import STATES, ProposalRow, StudyRow, TrialCurveRow, TrialRow
 from sweeper.study import Study
 
@@ -64,18 +66,13 @@ def studies(conn: Connection) -> list[StudySummary]:
             TrialRow.study_id, TrialRow.state
         )
     ).all()
-    best_rows = conn.execute(
-        select(TrialRow.study_id, func.min(TrialRow.value), func.max(TrialRow.value))
-        .where(TrialRow.state == "completed")
-        .group_by(TrialRow.study_id)
-    ).all()
     counts: dict[int, dict[str, int]] = {}
     for study_id, state, n in count_rows:
         counts.setdefault(study_id, dict.fromkeys(STATES, 0))[state] = n
-    best = {sid: (lo, hi) for sid, lo, hi in best_rows}
+    means = _config_means(conn, None)
     out = []
     for r in rows:
-        lo, hi = best.get(r.id, (None, None))
+        best = _best_config(means.get(r.id, []), r.direction)
         out.append(
             StudySummary(
                 r.name,
@@ -84,7 +81,7 @@ def studies(conn: Connection) -> list[StudySummary]:
                 r.metric,
                 r.direction,
                 counts.get(r.id, dict.fromkeys(STATES, 0)),
-                lo if r.direction == "minimize" else hi,
+                best.mean if best is not None else None,
                 r.updated_at,
             )
         )
@@ -130,11 +127,10 @@ def counts(conn: Connection, study_id: int) -> dict[str, int]:
 
 
 def stats(conn: Connection, study_id: int, direction: str) -> StudyStats:
-    """Counts, timing, best value, and the first running and failed trials of a study."""
+    """Counts, timing, the best configuration, and the first running and failed trials."""
     done = (TrialRow.study_id == study_id, TrialRow.state == "completed")
     agg = conn.execute(
         select(
-            _best(direction),
             func.avg(TrialRow.duration),
             func.min(TrialRow.started_at),
             func.max(TrialRow.finished_at),
@@ -154,24 +150,74 @@ def stats(conn: Connection, study_id: int, direction: str) -> StudyStats:
     ).all()
     return StudyStats(
         counts=counts(conn, study_id),
-        best=agg[0],
-        mean_duration=agg[1],
-        first_start=agg[2],
-        last_finish=agg[3],
+        best=best_config(conn, study_id, direction),
+        mean_duration=agg[0],
+        first_start=agg[1],
+        last_finish=agg[2],
         running=[(r[0], r[1], r[2]) for r in running],
         failed=[(r[0], r[1], r[2]) for r in failed],
     )
 
 
+def best_config(conn: Connection, study_id: int, direction: str) -> BestConfig | None:
+    """The configuration with the best seed mean (see `_config_means`); None before any."""
+    return _best_config(_config_means(conn, study_id).get(study_id, []), direction)
+
+
 def best_value(conn: Connection, study_id: int, direction: str) -> float | None:
-    value: float | None = conn.scalar(
-        select(_best(direction)).where(TrialRow.study_id == study_id, TrialRow.state == "completed")
+    """The best configuration's seed mean; None before any completed trial."""
+    best = best_config(conn, study_id, direction)
+    return best.mean if best is not None else None
+
+
+@dataclass(frozen=True)
+class _ConfigMean:
+    params: str
+    mean: float
+    n: int
+    first: int
+
+
+def _config_means(conn: Connection, study_id: int | None) -> dict[int, list[_ConfigMean]]:
+    """Per study (one, or all with None), each configuration's mean over its completed trials.
+
+    One GROUP BY in the database. A configuration is a distinct ``params`` text: the trials of
+    one configuration differ only in their seed (a grid's axis values and a searched study's
+    proposals alike, the fixed parameters being the same for all), so these are the groups
+    `sweeper.report.best_configs` forms from the axis values. Trials without a value (NULL)
+    count as `best_configs` counts them: not at all.
+    """
+    query = (
+        select(
+            TrialRow.study_id,
+            TrialRow.params,
+            func.avg(TrialRow.value),
+            func.count(TrialRow.value),
+            func.min(TrialRow.id),
+        )
+        .where(TrialRow.state == "completed", TrialRow.value.is_not(None))
+        .group_by(TrialRow.study_id, TrialRow.params)
     )
-    return value
+    if study_id is not None:
+        query = query.where(TrialRow.study_id == study_id)
+    out: dict[int, list[_ConfigMean]] = {}
+    for sid, params, mean, n, first in conn.execute(query):
+        # PostgreSQL keeps a NaN (SQLite stores it as NULL); pandas' mean skips it, so no
+        # configuration is ranked on one.
+        if mean is not None and not math.isnan(mean):
+            out.setdefault(sid, []).append(_ConfigMean(params, float(mean), int(n), int(first)))
+    return out
 
 
-def _best(direction: str) -> Any:
-    return func.min(TrialRow.value) if direction == "minimize" else func.max(TrialRow.value)
+def _best_config(means: Sequence[_ConfigMean], direction: str) -> BestConfig | None:
+    """The best mean by `direction`; a tie goes to more seeds, then to the configuration whose
+    first trial came first (`best_configs` breaks it by axis order: the same for a grid run
+    once)."""
+    if not means:
+        return None
+    sign = 1.0 if direction == "minimize" else -1.0
+    best = min(means, key=lambda c: (sign * c.mean, -c.n, c.first))
+    return BestConfig(json.loads(best.params), best.mean, best.n)
 
 
 def proposals(conn: Connection, study_id: int) -> list[Proposal]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from sweeper.study import Study
 
@@ -54,7 +55,25 @@ class StudyInfo:
 
 
 @dataclass(frozen=True)
+class BestConfig:
+    """The study's best configuration: the best mean of its metric over the configuration's
+    completed seeds, as `sweeper best` ranks first (never the best single trial).
+
+    Attributes:
+        params: the configuration's full task parameters (fixed ones included).
+        mean: the mean of the metric over its completed trials.
+        n: how many completed trials (seeds) the mean is over.
+    """
+
+    params: dict[str, Any]
+    mean: float
+    n: int
+
+
+@dataclass(frozen=True)
 class StudySummary:
+    """A study in `sweeper studies`; `best` is `BestConfig.mean` (None before any result)."""
+
     name: str
     task: str
     kind: str
@@ -70,7 +89,7 @@ class StudyStats:
     """What `sweeper status` shows, computed by the database (no per-trial JSON parsing)."""
 
     counts: dict[str, int]
-    best: float | None
+    best: BestConfig | None
     mean_duration: float | None
     first_start: float | None
     last_finish: float | None
@@ -84,3 +103,12 @@ class EnqueueReport:
     added: int
     total: int
     created: bool
+
+
+@dataclass(frozen=True)
+class DeleteReport:
+    """The rows `Store.delete_study` removed, by table (the study row itself besides)."""
+
+    trials: int
+    curves: int
+    proposals: int

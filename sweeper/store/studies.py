@@ -1,5 +1,5 @@
 """Writing studies: create or extend one with its planned trials, grow a searched study by
-new proposals, and record where its results came from."""
+new proposals, record where its results came from, and delete one with all it holds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from sweeper.errors import StudyConflictError
 from sweeper.plan import PlannedTrial, canonical_json
@@ -15,8 +15,8 @@ from sweeper.search import NewProposal, Proposal, TrialResult
 from sweeper.store import queries
 from sweeper.store.engine import insert
 from sweeper.store.queue import enqueue
-from sweeper.store.records import PROVENANCE_FIELDS, EnqueueReport
-from sweeper.store.schema import ProposalRow, StudyRow, TrialRow
+from sweeper.store.records import PROVENANCE_FIELDS, DeleteReport, EnqueueReport
+from sweeper.store.schema import ProposalRow, StudyRow, TrialCurveRow, TrialRow
 from sweeper.study import Study, conflicting_keys
 
 
@@ -131,6 +131,26 @@ def extend_search(
         )
         enqueue(conn, study_id, [t for p in new for t in p.trials], now)
     return len(new)
+
+
+def delete_study(conn: Connection, study_id: int) -> DeleteReport | None:
+    """Delete a study and every row that belongs to it: see `Store.delete_study`.
+
+    Each table is emptied of the study's rows explicitly, children first, rather than through
+    ON DELETE CASCADE: SQLite honours that only on connections with foreign keys on, and a
+    database another tool opens may not have them.
+    """
+    if conn.dialect.name == "postgresql":
+        # The lock `extend_search` takes: no proposal is added while the study goes.
+        conn.execute(select(StudyRow.id).where(StudyRow.id == study_id).with_for_update())
+    trial_ids = select(TrialRow.id).where(TrialRow.study_id == study_id).scalar_subquery()
+    curves = conn.execute(delete(TrialCurveRow).where(TrialCurveRow.trial_id.in_(trial_ids)))
+    trials = conn.execute(delete(TrialRow).where(TrialRow.study_id == study_id))
+    proposals = conn.execute(delete(ProposalRow).where(ProposalRow.study_id == study_id))
+    study = conn.execute(delete(StudyRow).where(StudyRow.id == study_id))
+    if study.rowcount != 1:
+        return None
+    return DeleteReport(trials.rowcount, curves.rowcount, proposals.rowcount)
 
 
 def _merge(old: Study, new: Study) -> Study:
