@@ -110,6 +110,8 @@ class StudyProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._began = time.monotonic()
+        self._best: float | None = None
+        self._best_for, self._best_next = -1, 0.0
         self._done_before = 0
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -151,22 +153,31 @@ class StudyProgress:
         if self._thread is not None:
             self._thread.join()
         try:
-            self._show()
+            self._show(final=True)
         except Exception:  # noqa: BLE001 - a busy database costs the last line, never the run
             pass
         finally:
             self.progress.stop()
 
-    def snapshot(self) -> Snapshot:
-        """The study's counts and best value now (two reads of the database)."""
+    def snapshot(self, *, final: bool = False) -> Snapshot:
+        """The study's counts and best value now (two reads of the database).
+
+        The best seed mean groups every completed trial (0.2 s at 100,000 trials), so it is
+        read again only when trials completed since, and at most once per ten times what the
+        last read took (the display may lag on huge studies, the run does not)."""
         counts = self.store.counts(self.study_id)
+        now = time.monotonic()
+        if counts["completed"] != self._best_for and (final or now >= self._best_next):
+            self._best = self.store.best_value(self.study_id, self.direction)
+            took = time.monotonic() - now
+            self._best_for, self._best_next = counts["completed"], now + 10 * took
         return Snapshot(
             done=counts["completed"] + counts["failed"] + counts["pruned"],
             total=max(sum(counts.values()), self.planned or 0),
             failed=counts["failed"],
             pruned=counts["pruned"],
             running=counts["running"],
-            best=self.store.best_value(self.study_id, self.direction),
+            best=self._best,
         )
 
     def _poll(self) -> None:
@@ -176,8 +187,8 @@ class StudyProgress:
             except Exception:  # noqa: BLE001 - a busy database only delays the next update
                 continue
 
-    def _show(self) -> None:
-        now = self.snapshot()
+    def _show(self, *, final: bool = False) -> None:
+        now = self.snapshot(final=final)
         if self.bar:
             self._draw(now)
             return
