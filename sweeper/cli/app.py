@@ -104,6 +104,8 @@ def command(*args: Any, on: typer.Typer | None = None, **kwargs: Any) -> Callabl
                 return fn(*a, **k)
             except (typer.Exit, typer.Abort, KeyboardInterrupt):
                 raise
+            except typer.BadParameter:
+                raise  # a bad argument found inside the command: Typer prints it, exit 2
             except SweeperError as exc:
                 if debugging():
                     raise
