@@ -57,6 +57,11 @@ def test_failed_trials_exit_3_and_stderr_counts_each_reason(tmp_path: Path) -> N
     assert "f: 3 completed, 5 failed, 0 left; this run took " in out
     assert "best single trial: loss 0.1 (lr=0.1, seed=0)" in out
     assert "failed" not in out.split("this run took")[1]  # the reasons are on stderr only
+    # `show` prints the failed trial's error whole (both lines), after its parameters.
+    code, shown, _ = invoke("show", "f", "4")
+    assert code == 0
+    assert shown.splitlines()[:2] == ["f trial 4: failed", "  parameters: lr=0.5; seed 1"]
+    assert "  error: " in shown and "RuntimeError: nan loss" in shown and "second line" in shown
     # Resuming it retries nothing (--max-retries 0) and still says the study failed.
     again = invoke("resume", "f", "--max-retries", "0", "--no-progress", "--no-table")
     assert again[0] == 3 and again[2] == err
