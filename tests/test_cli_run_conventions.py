@@ -181,3 +181,27 @@ def test_outside_a_terminal_progress_is_plain_lines_on_stderr(tmp_path: Path) ->
     assert lines[2] == "best single trial: loss 0.1 (lr=0.1, seed=0)"
     rows = [line.split()[0] for line in lines[3:] if line.split()]
     assert {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6"} <= set(rows), run.stdout
+
+
+def test_a_worker_in_a_job_log_prints_progress_lines(tmp_path: Path) -> None:
+    """Journey 2: `sweeper worker` on a cluster node writes to a job log, not a terminal; its
+    progress must show there as plain lines, not stay silent until the end."""
+    from sweeper.launch.options import RunOptions
+    from sweeper.launch.run import start
+    from sweeper.study import Study
+
+    file = study(tmp_path, "w", "lr = [0.1, 0.2, 0.3, 0.4, 0.6]", fixed="sleep = 0.3")
+    db = str(tmp_path / "r.db")
+    start(Study.from_file(tmp_path / file), db, RunOptions())  # enqueued, nothing run yet
+    env = {**os.environ}
+    env.pop("SWEEPER_DEBUG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "sweeper", "worker", "--db", db, "--workers", "1",
+         "--progress-every", "0.5"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("w: ")]
+    assert len(lines) >= 3, result.stderr
+    assert re.fullmatch(r"w: 10/10 done, 0 failed, 0 running, .*, best loss 0\.6", lines[-1])
+    assert "worker: joining w (" in result.stdout and "w: " not in result.stdout

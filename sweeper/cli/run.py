@@ -202,11 +202,15 @@ def worker(
         bool, typer.Option(help="Keep polling for new work instead of exiting when done.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.", min=0.1)] = 5.0,
+    progress: ProgressOpt = True,
+    progress_every: ProgressEveryOpt = DEFAULT_EVERY_S,
 ) -> None:
     """Join the studies of a shared database from this host and work until none is left.
 
     Example: sweeper worker --db postgresql+psycopg://sweeper@dbhost/sweeper --workers 4
     """
+    from sweeper.cli.console import quiet
+    from sweeper.cli.progress import StudyProgress
     from sweeper.launch.run import work
 
     options = RunOptions(
@@ -230,6 +234,16 @@ def worker(
             poll_s=poll,
             on_join=lambda name, how: out.print(f"worker: joining {name} ({how})"),
             on_event=_print_event,
+            around=lambda store, info: StudyProgress(
+                store,
+                info.id,
+                name=info.study.name,
+                metric=info.study.metric,
+                direction=info.study.direction,
+                console=err,
+                enabled=progress and not quiet(),
+                every=progress_every,
+            ),
         )
     except KeyboardInterrupt as exc:
         text = "the trials in flight went back to the queue. Run `sweeper worker` again to go on."

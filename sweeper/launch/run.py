@@ -11,9 +11,10 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
 from sweeper.launch.backends import BACKENDS
@@ -23,6 +24,9 @@ from sweeper.launch.options import CODE_CHANGED, MODE_ALIASES, MODES, RunOptions
 from sweeper.launch.worker import WorkerReport
 from sweeper.registry import choose
 from sweeper.study import Study
+
+if TYPE_CHECKING:
+    from sweeper.store import Store, StudyInfo
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,7 @@ def work(
     poll_s: float = 5.0,
     on_join: Callable[[str, str], None] = lambda name, mode: None,
     on_event: Callable[[str], None] | None = None,
+    around: Callable[[Store, StudyInfo], AbstractContextManager[object]] | None = None,
 ) -> list[str]:
     """Join the studies of a shared database from this host and work until none is left.
 
@@ -297,6 +302,7 @@ def work(
         on_join: called with a study's name and how its trials are trained, as the workers
             join it.
         on_event: called with one line when a worker dies and is replaced.
+        around: a context (e.g. a progress display) held while this host works on a study.
 
     Returns:
         The names of the studies worked on.
@@ -330,7 +336,8 @@ def work(
                 task = task_for(info.study, code=info.code)
                 worker, mode = worker_options(info.study, task, options, data)
                 on_join(name, mode)
-                launch_local(url, name, options.workers, worker, on_event=on_event)
+                with around(store, info) if around is not None else nullcontext():
+                    launch_local(url, name, options.workers, worker, on_event=on_event)
                 if name not in done:
                     done.append(name)
         if not wait:
