@@ -55,7 +55,8 @@ def test_failed_trials_exit_3_and_stderr_counts_each_reason(tmp_path: Path) -> N
         "runs f --state failed`\n"
     )
     assert "f: 3 completed, 5 failed, 0 left; this run took " in out
-    assert "best single trial: loss 0.1 (lr=0.1, seed=0)" in out
+    # "best" is the best seed mean, as in the table below it (lr 0.5 kept one seed of two)
+    assert "best: loss 0.5 (mean of 1 seed) at lr=0.5" in out
     assert "failed" not in out.split("this run took")[1]  # the reasons are on stderr only
     # `show` prints the failed trial's error whole (both lines), after its parameters.
     code, shown, _ = invoke("show", "f", "4")
@@ -88,7 +89,7 @@ def test_a_study_without_axes_prints_no_table(tmp_path: Path) -> None:
         "one: 2 trials (new study); 2 to run on 1 local workers (one trial at a time)"
     )
     assert lines[1].startswith("one: 2 completed, 0 failed, 0 left; this run took ")
-    assert lines[2:] == ["best single trial: loss 0.25 (seed=0)"]
+    assert lines[2:] == ["best: loss 0.75 (mean of 2 seeds)"]
 
 
 EXIT_CODES = (
@@ -178,7 +179,7 @@ def test_outside_a_terminal_progress_is_plain_lines_on_stderr(tmp_path: Path) ->
     lines = run.stdout.splitlines()
     assert lines[0].startswith("q: 12 trials (new study); 12 to run on 1 local workers")
     assert lines[1].startswith("q: 11 completed, 1 failed, 0 left; this run took ")
-    assert lines[2] == "best single trial: loss 0.1 (lr=0.1, seed=0)"
+    assert lines[2] == "best: loss 0.5 (mean of 1 seed) at lr=0.5"
     rows = [line.split()[0] for line in lines[3:] if line.split()]
     assert {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6"} <= set(rows), run.stdout
 

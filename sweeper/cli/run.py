@@ -350,12 +350,13 @@ def _print_summary(summary: RunSummary) -> None:
         f"{summary.name}: {summary.completed} completed, {summary.failed} failed, "
         f"{pruned}{summary.left} left; this run took {duration(summary.elapsed)}"
     )
-    best = summary.best_trial
+    best = summary.best
     if best is not None:
         params = ", ".join(f"{k}={short(v)}" for k, v in best["params"].items())
+        seeds = f"mean of {best['n']} seed{'s' if best['n'] != 1 else ''}"
         out.print(
-            f"best single trial: {summary.metric} {best['value']:.4g} "
-            f"({params}{', ' if params else ''}seed={best['seed']})"
+            f"best: {summary.metric} {best['value']:.4g} ({seeds})"
+            + (f" at {params}" if params else "")
         )
 
 

@@ -63,6 +63,8 @@ class RunSummary:
 
     Attributes:
         best_trial: the best single completed trial: ``{"value", "seed", "params"}``, or None.
+        best: the best configuration, by its mean over seeds (what "best" means everywhere:
+            ``{"value", "n", "params"}`` with the varying parameters only), or None.
         first_error: the first line of the first failed trial's error, or None.
         errors: the failed trials grouped by the first line of their error: ``(line, count)``,
             the most frequent first (ties in the order the trials were stored).
@@ -80,6 +82,7 @@ class RunSummary:
     first_error: str | None
     errors: tuple[tuple[str, int], ...] = ()
     first_failed: int | None = None
+    best: dict[str, Any] | None = None
 
 
 def check(options: RunOptions) -> RunOptions:
@@ -236,13 +239,16 @@ def execute(started: Started, on_event: Callable[[str], None] | None = None) -> 
 
 
 def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
-    """Counts, the best single trial and the first failure of the study called `name`."""
+    """Counts, the best configuration (seed mean), the best single trial and the failures of
+    the study called `name`."""
     from sweeper.store import Store
 
     with Store(url) as store:
         info = store.study(name)
         frame = store.frame(info.id)  # one read, so the counts and the best trial agree
+        config = store.best_config(info.id, info.study.direction)
     study = info.study
+    names = list(study.search) if study.searched else list(study.axes)
     counts = frame["state"].value_counts()
     done = frame[frame["state"] == "completed"]
     best: dict[str, Any] | None = None
@@ -250,12 +256,20 @@ def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
         row = done.sort_values(
             "value", ascending=study.direction == "minimize", kind="stable"
         ).iloc[0]
-        names = list(study.search) if study.searched else list(study.axes)
         best = {
             "value": float(row["value"]),
             "seed": int(row["seed"]),
             "params": {k: row[k] for k in names},
         }
+    best_config = (
+        None
+        if config is None
+        else {
+            "value": config.mean,
+            "n": config.n,
+            "params": {k: config.params[k] for k in names if k in config.params},
+        }
+    )
     failed = frame[frame["state"] == "failed"]
     lines = [_first_line(e) for e in failed["error"]]
     # Counter keeps first-seen order, and most_common sorts stably: ties stay in trial order.
@@ -272,6 +286,7 @@ def summarize(url: str, name: str, elapsed: float = 0.0) -> RunSummary:
         first_error=lines[0] if lines else None,
         errors=errors,
         first_failed=int(failed.iloc[0]["id"]) if lines else None,
+        best=best_config,
     )
 
 
