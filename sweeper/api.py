@@ -39,7 +39,8 @@ def run(
             ``threads``, ``backend``, ``scheduler``, ``max_retries``, ``lease_s``, ...).
 
     Returns:
-        Counts, the best single trial and the first failure (`sweeper.launch.run.RunSummary`).
+        Counts, the best configuration (seed mean), the best single trial and the failures
+        (`sweeper.launch.run.RunSummary`).
 
     Raises:
         SweeperError: an invalid study or option, a conflict with the stored study, a missing
