@@ -235,3 +235,35 @@ def test_compare_is_fast(db: str) -> None:
     result = cli("compare", "obesity", "--by", "sam_rho", "--baseline", "0", "--within",
                  "optimizer", "--db", db)  # fmt: skip
     assert result.exit_code == 0 and time.perf_counter() - began < 2.0
+
+
+def test_a_rerun_in_another_database_is_compared_trial_by_trial(db: str, tmp_path: Path) -> None:
+    """Journey 3: a reviewer reruns the study into mine.db and compares it with the shipped
+    results, pair by pair (same configuration and seed)."""
+    mine = tmp_path / "mine.db"
+    src, dst = sqlite3.connect(db), sqlite3.connect(mine)
+    with dst:
+        src.backup(dst)
+    src.close()
+    # The rerun differs on Adam's seed-0 trials by +0.01.
+    with dst:
+        dst.execute(
+            "UPDATE trials SET value = value + 0.01 WHERE seed = 0 AND params LIKE "
+            "'%\"optimizer\":\"adam\"%' AND study_id = (SELECT id FROM studies WHERE name = "
+            "'obesity')"
+        )
+    dst.close()
+    args = ("compare", "obesity", "--db", db, "--db-b", str(mine))
+    got = json.loads(cli(*args, "-f", "json").stdout)
+    a, b = trials(db, "obesity"), trials(str(mine), "obesity")
+    keys = ["optimizer", "lr", "weight_decay", "sam_rho", "seed"]
+    merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    d = (merged["y_b"] - merged["y_a"]).to_numpy()
+    assert got["n_pairs"] == len(d) == 576 and got["n_unpaired"] == 0
+    assert np.count_nonzero(np.abs(d - 0.01) < 1e-9) == 96  # 2 x 6 x 4 x 4 configurations / 2
+    assert got["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
+    want_p = stats.wilcoxon(d, zero_method="wilcox").pvalue
+    assert got["p_value"] == pytest.approx(want_p, abs=1e-12)
+    assert got["pair_on"] == ["seed", "optimizer", "lr", "weight_decay", "sam_rho"]
+    text = cli(*args).stdout
+    assert f"b = obesity in sqlite:///{mine} (all) against a = obesity in sqlite:///{db}" in text

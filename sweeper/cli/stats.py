@@ -40,6 +40,13 @@ def compare(
     ] = None,
     study_b: Annotated[str | None, typer.Option(help="--b's study (default: NAME itself).")] = None,
     db: DbOpt = None,
+    db_b: Annotated[
+        str | None,
+        typer.Option(
+            help="--b's database (default: --db): a rerun in another file against the original.",
+            show_default=False,
+        ),
+    ] = None,
     fmt: FormatOpt = "rich",
 ) -> None:
     """Paired comparisons over seeds: each value of an axis against a baseline, or two
@@ -52,11 +59,13 @@ def compare(
     Example: sweeper compare obesity --by sam_rho --baseline 0 --within optimizer
 
     Example: sweeper compare obesity --a optimizer=adam,sam_rho=0 --study-b obesity_sam200
+
+    Example: sweeper compare obesity --db results.db --db-b mine.db   (a rerun, trial by trial)
     """
     from sweeper import render
 
     render.check_format(fmt)
-    explicit = a is not None or b is not None or study_b is not None
+    explicit = a is not None or b is not None or study_b is not None or db_b is not None
     if (by is None) == (not explicit) or (by is not None and explicit):
         raise SweeperError(
             "give either --by AXIS (values of one axis against a baseline) or --a/--b "
@@ -65,6 +74,9 @@ def compare(
     with open_store(db) as store:
         if by is not None:
             _compare_by(store, name, by, baseline, within or [], fmt)
+        elif db_b is not None:
+            with open_store(db_b) as store_b:
+                _compare_configs(store, name, a or "", b or "", study_b, fmt, store_b=store_b)
         else:
             _compare_configs(store, name, a or "", b or "", study_b, fmt)
 
@@ -107,13 +119,21 @@ def _compare_by(
 
 
 def _compare_configs(
-    store: Store, name: str, a: str, b: str, study_b: str | None, fmt: str
+    store: Store,
+    name: str,
+    a: str,
+    b: str,
+    study_b: str | None,
+    fmt: str,
+    *,
+    store_b: Store | None = None,
 ) -> None:
     from sweeper import render
     from sweeper.compare import compare_configs
 
     info_a = store.study(name)
-    info_b = store.study(study_b) if study_b is not None else info_a
+    other = store_b or store
+    info_b = other.study(study_b or name) if store_b or study_b else info_a
     spec_a, spec_b = parse_config(a, "--a"), parse_config(b, "--b")
     free_a = [p for p in param_names(info_a.study) if p not in spec_a]
     free_b = [p for p in param_names(info_b.study) if p not in spec_b]
@@ -126,7 +146,7 @@ def _compare_configs(
                 "side does not pair on), e.g. " + ",".join(f"{p}=..." for p in loose)
             )
     frame_a = _matching(metric_frame(store, info_a), info_a, spec_a, "--a")
-    frame_b = _matching(metric_frame(store, info_b), info_b, spec_b, "--b")
+    frame_b = _matching(metric_frame(other, info_b), info_b, spec_b, "--b")
     if info_a.study.metric != info_b.study.metric:
         raise SweeperError(
             f"the studies measure different metrics ({info_a.study.metric} and "
@@ -142,9 +162,15 @@ def _compare_configs(
     )
     labels = {"study_a": info_a.name, "a": spec_a, "study_b": info_b.name, "b": spec_b}
     better = "negative" if study.direction == "minimize" else "positive"
+    where_a = where_b = ""
+    if store_b is not None:
+        from sweeper.store import safe_url
+
+        where_a, where_b = f" in {safe_url(store.url)}", f" in {safe_url(store_b.url)}"
     title = (
-        f"{study.metric} ({study.direction}): b = {info_b.name} {_spec_text(spec_b)} against "
-        f"a = {info_a.name} {_spec_text(spec_a)}, paired on {', '.join(result.pair_on)}. "
+        f"{study.metric} ({study.direction}): b = {info_b.name}{where_b} {_spec_text(spec_b)} "
+        f"against a = {info_a.name}{where_a} {_spec_text(spec_a)}, paired on "
+        f"{', '.join(result.pair_on)}. "
         f"diff = mean of (b - a) ({better} is better), 95% CI (t below 10 pairs, else "
         "bootstrap, seed 0); p: two-sided Wilcoxon signed-rank; P(better): share of pairs "
         "where b beats a (ties half)"
