@@ -56,6 +56,7 @@ def task_for(study: Study, *, code: str | None = None) -> Task:
     if ":" not in study.task:
         return get_task(study.task)
     from sweeper.tasks.function import FunctionTask, parse_target
+    from sweeper.tasks.model.task import as_model_task  # a ModelSpec target batches
 
     module, fn_name, is_file = parse_target(study.task)
     base = Path(study.base_dir or ".")
@@ -69,7 +70,7 @@ def task_for(study: Study, *, code: str | None = None) -> Task:
                     f"in the same file ({module})"
                 )
         directory = (base / module).parent
-        return FunctionTask.from_source(
+        function = FunctionTask.from_source(
             code,
             module,
             fn_name,
@@ -79,7 +80,8 @@ def task_for(study: Study, *, code: str | None = None) -> Task:
             prune_curve=prune_curve,
             source_dir=directory if directory.is_dir() else None,
         )
-    return FunctionTask.load(
+        return as_model_task(function)
+    function = FunctionTask.load(
         study.task,
         base,
         metric=metric,
@@ -87,6 +89,7 @@ def task_for(study: Study, *, code: str | None = None) -> Task:
         params=study.params_model,
         prune_curve=prune_curve,
     )
+    return as_model_task(function)
 
 
 def code_identity(study: Study) -> CodeIdentity | None:

@@ -1,0 +1,199 @@
+"""A group of model-task trials trained as one batched model with ``torch.func``.
+
+The members' parameters are stacked into one buffer ``flat [M, P]`` (one row per member, each
+parameter a view into it); ``vmap(functional_call)`` gives every member's loss on its own
+minibatch, one backward pass of their sum every member's gradient in ``flat.grad`` (a member's
+parameters reach only its own loss), and one element-wise update (`sweeper.tasks.model.
+optimizers`) steps them all with per-member lr, weight decay, momentum and SAM rho. Every
+member starts from the weights `ModelSpec.model` gives its seed and draws its batch order from
+its own generator exactly as `sweeper.tasks.model.per_trial` does, so a member is its per-trial
+run with the floating-point operations in another order: equal to rounding error in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sweeper.seeds import derive_seed
+from sweeper.tasks.model.batchable import NotBatchable, why_not_batched
+from sweeper.tasks.model.hyper import BATCH_SEED, VARY, group_key, train_params
+from sweeper.tasks.model.losses import evaluate
+from sweeper.tasks.model.optimizers import batched_update
+from sweeper.tasks.model.result import ModelResult, diverged
+
+if TYPE_CHECKING:
+    import torch
+
+    from sweeper.tasks.model.spec import ModelSpec
+
+#: ``(params, seed)`` of one member.
+Member = tuple[Mapping[str, Any], int]
+
+
+def train_batched(
+    spec: ModelSpec,
+    members: Sequence[Member],
+    *,
+    heartbeat: Callable[[], None] = lambda: None,
+) -> list[ModelResult | str]:
+    """Train `members` (all with one `sweeper.tasks.model.hyper.group_key`) as one model.
+
+    Returns:
+        Per member in order, its `ModelResult` (equal to `train_per_trial`'s to rounding
+        error), or why it failed (``"diverged: train loss became nan at epoch 3"``); a member
+        that diverges does not disturb the others.
+
+    Raises:
+        NotBatchable: the model cannot run under vmap (the reason in one line); nothing has
+            been trained, so the caller may train the members one by one instead.
+        ValueError: the members do not share a group key.
+        StudyFileError, ModelDataError, ModelSpecError: as `train_per_trial`.
+    """
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from sweeper.optim.sam import sam_ascent
+
+    keys = {group_key(p) for p, _ in members}
+    if len(keys) != 1:
+        raise ValueError(f"members of one batched group must share a group key (got {len(keys)})")
+    first_params = members[0][0]
+    hypers = [train_params(p) for p, _ in members]
+    hyper = hypers[0]
+    m = len(members)
+    splits = spec.splits(first_params)
+    loss_fn, metrics = spec.loss_fn(), spec.metrics
+    models = [spec.model(p, seed) for p, seed in members]
+    reason = why_not_batched(models[0])
+    if reason is not None:
+        raise NotBatchable(reason)
+    base = models[0]
+    stacked, buffers = stack_module_state(models)
+    names = list(stacked)
+    shapes = [stacked[k].shape[1:] for k in names]
+    sizes = [stacked[k][0].numel() for k in names]
+    # A leaf: autograd puts every member's gradient into flat.grad [M, P], laid out like it.
+    flat = torch.cat([stacked[k].detach().reshape(m, -1) for k in names], dim=1)
+    flat.requires_grad_(True)
+    buffers = {k: v.detach() for k, v in buffers.items()}
+    del stacked
+
+    def views() -> dict[str, torch.Tensor]:
+        """Each parameter as a view into `flat`, made afresh after every in-place update."""
+        out, offset = {}, 0
+        for k, shape, size in zip(names, shapes, sizes, strict=True):
+            out[k] = flat[:, offset : offset + size].view(m, *shape)
+            offset += size
+        return out
+
+    def member_loss(
+        p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor
+    ) -> torch.Tensor:
+        loss: torch.Tensor = loss_fn(functional_call(base, (p, b), (xb,)), yb)
+        return loss
+
+    def member_pred(
+        p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        out: torch.Tensor = functional_call(base, (p, b), (x,))
+        return out
+
+    losses = vmap(member_loss)
+    predict = vmap(member_pred, in_dims=(0, 0, None))
+
+    def score(pair: tuple[torch.Tensor, torch.Tensor], split: str) -> list[dict[str, float]]:
+        """Per member, loss and metrics on a whole split (eval mode, as per trial)."""
+        base.eval()
+        with torch.no_grad():
+            preds = predict(views(), buffers, pair[0])
+        base.train()
+        return [evaluate(loss_fn, metrics, preds[i], pair[1], split) for i in range(m)]
+
+    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's loss on its batch, and its gradient ``[M, P]``."""
+        flat.grad = None
+        with torch.enable_grad():
+            loss = losses(views(), buffers, xb, yb)
+            # Member m's parameters reach only loss[m], so the gradient of the sum is, row by
+            # row, each member's own gradient: one backward pass instead of torch.func.grad's
+            # transform (which cost 3x as much per step on small models, measured).
+            loss.sum().backward()  # type: ignore[no-untyped-call]
+        assert flat.grad is not None
+        return flat.grad, loss.detach()
+
+    def column(field: str) -> torch.Tensor:
+        values = [float(getattr(h, field)) for h in hypers]
+        return torch.tensor(values, dtype=flat.dtype).unsqueeze(1)
+
+    cols = {field: column(field) for field in VARY}
+    update = batched_update(hyper.optimizer, flat, cols["weight_decay"], cols["momentum"])
+    lr = cols["lr"]
+    scheduler = None
+    if hyper.schedule == "cosine":
+        # PyTorch's own scheduler over one group per member: each member gets bit for bit the
+        # learning rates its per-trial run's scheduler gives.
+        dummy = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": h.lr} for h in hypers])
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(dummy, T_max=hyper.epochs)
+    use_sam = hyper.sam_rho > 0
+    saved = torch.empty_like(flat) if use_sam else None
+    generators = [torch.Generator().manual_seed(derive_seed(s, *BATCH_SEED)) for _, s in members]
+    x, y = splits.train
+    n = len(x)
+    curves: list[dict[str, list[float]]] = [{"train_loss": []} for _ in members]
+    failed: dict[int, str] = {}
+
+    # In-place updates of the leaf `flat`; `gradient` turns autograd on for its own pass.
+    with torch.no_grad():
+        for epoch in range(1, hyper.epochs + 1):
+            base.train()
+            perms = torch.stack([torch.randperm(n, generator=g) for g in generators])
+            total = torch.zeros(m, dtype=torch.float64)
+            for start in range(0, n, hyper.batch_size):
+                idx = perms[:, start : start + hyper.batch_size]
+                xb, yb = x[idx], y[idx]
+                if epoch == 1 and start == 0:
+                    try:
+                        grad, loss = gradient(xb, yb)
+                    except Exception as exc:  # noqa: BLE001 - any failure under vmap: train per trial
+                        raise NotBatchable(_first_line(exc)) from exc
+                else:
+                    grad, loss = gradient(xb, yb)
+                if saved is not None:
+                    # SAM: to w + e(w), the gradient there, back to w (bit for bit), step from w.
+                    saved.copy_(flat)
+                    flat.add_(sam_ascent(grad, cols["sam_rho"]))
+                    grad, _ = gradient(xb, yb)
+                    flat.copy_(saved)
+                update.step(grad, lr)
+                total += loss.double() * idx.shape[1]
+            train_loss = (total / n).tolist()
+            for i, value in enumerate(train_loss):
+                curves[i]["train_loss"].append(value)
+                if i not in failed and not math.isfinite(value):
+                    failed[i] = diverged("train loss", value, f"at epoch {epoch}")
+            if scheduler is not None:
+                scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
+                scheduler.step()
+                lr = torch.tensor(
+                    [g["lr"] for g in scheduler.optimizer.param_groups], dtype=flat.dtype
+                )
+                lr = lr.unsqueeze(1)
+            if splits.val is not None:
+                for i, scores in enumerate(score(splits.val, "val")):
+                    for name, value in scores.items():
+                        curves[i].setdefault(name, []).append(value)
+            heartbeat()
+
+        finals: list[dict[str, float]] = [{} for _ in members]
+        for split, pair in splits.present():
+            for i, scores in enumerate(score(pair, split)):
+                finals[i].update(scores)
+    return [failed[i] if i in failed else ModelResult(finals[i], curves[i]) for i in range(m)]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return f"vmap cannot run the model ({text})"
