@@ -14,23 +14,25 @@ from sweeper.tasks import Task
 def batching(study: Study, task: Task, mode: str) -> bool:
     """Whether trials of `study` are trained as batched groups under `mode`.
 
-    A pruned study is trained per trial in every mode: a batched group cannot stop one member
-    epoch by epoch.
+    A pruned study is trained per trial in every mode unless its task can stop one member of
+    a batched group epoch by epoch (``prunes_in_groups``: model tasks).
 
     Raises:
-        SweeperError: `mode` is ``batched`` but the task cannot batch or the study prunes.
+        SweeperError: `mode` is ``batched`` but the task cannot batch, or the study prunes and
+            the task cannot prune inside a group.
     """
     if mode == "batched" and not task.supports_batching:
         raise SweeperError(
             f"task {study.task!r} cannot train trials as one batched model; "
             "use --mode per-trial (or auto)"
         )
-    if mode == "batched" and study.pruner:
+    pruned_apart = bool(study.pruner) and not getattr(task, "prunes_in_groups", False)
+    if mode == "batched" and pruned_apart:
         raise SweeperError(
             f"study {study.name!r} prunes trials epoch by epoch, which a batched group cannot; "
             "use --mode per-trial (or auto)"
         )
-    return mode != "per-trial" and task.supports_batching and not study.pruner
+    return mode != "per-trial" and task.supports_batching and not pruned_apart
 
 
 def worker_options(

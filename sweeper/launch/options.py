@@ -46,7 +46,8 @@ OPTION_NAMES: dict[str, str] = {
 }
 
 #: mode -> what it asks for. ``auto`` batches where the task supports it and the study does not
-#: prune; ``batched`` insists (an error where it cannot); ``per-trial`` trains one model a trial.
+#: prune (or the task prunes inside groups, `sweeper.launch.modes.batching`); ``batched``
+#: insists (an error where it cannot); ``per-trial`` trains one model a trial.
 MODES: dict[str, str] = {
     "auto": "batched where the task supports it, else one model per trial",
     "batched": "a group of compatible trials as one stacked model",

@@ -103,6 +103,10 @@ class Task(Protocol):
     # Optional, for pruning: ``validation_curve`` names the per-epoch curve the task reports
     # through `RunContext.should_prune`, and ``pruning_problem(fixed) -> str | None`` says why
     # a study's fixed parameters leave nothing to prune on (e.g. no validation split).
+    # ``prunes_in_groups = True``: `run` can stop one member of a batched group, so a pruned
+    # study still batches (`sweeper.launch.modes.batching`); without it, it trains per trial.
+    # Optional, for balancing batched groups: ``group_cost(group_key) -> float``, the relative
+    # cost of one trial of a group; workers then claim the costliest parts first.
 
     def group_key(self, params: Mapping[str, Any]) -> str:
         """Trials with equal group keys may be trained together as one batched model."""

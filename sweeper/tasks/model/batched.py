@@ -8,12 +8,17 @@ optimizers`) steps them all with per-member lr, weight decay, momentum and SAM r
 member starts from the weights `ModelSpec.model` gives its seed and draws its batch order from
 its own generator exactly as `sweeper.tasks.model.per_trial` does, so a member is its per-trial
 run with the floating-point operations in another order: equal to rounding error in float64.
+
+A member can stop before the others (its training loss diverged, or a `Judge`, the study's
+pruner, stopped it): its row is dropped from `flat`, from the optimizer's state, the per-member
+columns and the batch generators, and the group goes on without it. Rows never mix, so the
+members that go on compute bit for bit what they would have computed with it (tested).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sweeper.seeds import derive_seed
@@ -30,6 +35,10 @@ if TYPE_CHECKING:
 
 #: ``(params, seed)`` of one member.
 Member = tuple[Mapping[str, Any], int]
+#: ``judge(epoch, values) -> members to stop``: `values` maps the index of each member still
+#: training to its curve values of `epoch` (``train_loss``, ``val_loss``, ``val_<metric>``),
+#: as a per-trial run reports them after that epoch.
+Judge = Callable[[int, Mapping[int, dict[str, float]]], Collection[int]]
 
 
 def train_batched(
@@ -46,8 +55,35 @@ def train_batched(
         that diverges does not disturb the others.
 
     Raises:
-        NotBatchable: the model cannot run under vmap (the reason in one line); nothing has
-            been trained, so the caller may train the members one by one instead.
+        As `run_batched`.
+    """
+    ended = dict(run_batched(spec, members, heartbeat=heartbeat))
+    results: list[ModelResult | str] = []
+    for i in range(len(members)):
+        result = ended[i]
+        assert result is not None  # only a judge stops a member without a result
+        results.append(result)
+    return results
+
+
+def run_batched(
+    spec: ModelSpec,
+    members: Sequence[Member],
+    *,
+    heartbeat: Callable[[], None] = lambda: None,
+    judge: Judge | None = None,
+) -> Iterator[tuple[int, ModelResult | str | None]]:
+    """Train `members` as one model; yield ``(index, result)`` for each as soon as it ends.
+
+    After each epoch, `judge` (if any) sees every member still training and names those that
+    stop: they end with None after that epoch (the judge keeps what it needs of them, e.g. a
+    `sweeper.Trial` with the curves it was told). A member whose training loss became NaN or
+    infinite ends with the reason after that epoch; the others end with their `ModelResult`
+    after the last epoch, in index order.
+
+    Raises:
+        NotBatchable: the model cannot run under vmap (the reason in one line), raised before
+            anything is yielded: the caller may train the members one by one instead.
         ValueError: the members do not share a group key.
         StudyFileError, ModelDataError, ModelSpecError: as `train_per_trial`.
     """
@@ -79,6 +115,8 @@ def train_batched(
     flat.requires_grad_(True)
     buffers = {k: v.detach() for k, v in buffers.items()}
     del stacked
+    # Row r of `flat` (and of every per-member tensor below) is member alive[r].
+    alive = list(range(m))
 
     def views() -> dict[str, torch.Tensor]:
         """Each parameter as a view into `flat`, made afresh after every in-place update."""
@@ -104,12 +142,12 @@ def train_batched(
     predict = vmap(member_pred, in_dims=(0, 0, None))
 
     def score(pair: tuple[torch.Tensor, torch.Tensor], split: str) -> list[dict[str, float]]:
-        """Per member, loss and metrics on a whole split (eval mode, as per trial)."""
+        """Per row, loss and metrics on a whole split (eval mode, as per trial)."""
         base.eval()
         with torch.no_grad():
             preds = predict(views(), buffers, pair[0])
         base.train()
-        return [evaluate(loss_fn, metrics, preds[i], pair[1], split) for i in range(m)]
+        return [evaluate(loss_fn, metrics, preds[r], pair[1], split) for r in range(m)]
 
     def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's loss on its batch, and its gradient ``[M, P]``."""
@@ -129,7 +167,7 @@ def train_batched(
 
     cols = {field: column(field) for field in VARY}
     update = batched_update(hyper.optimizer, flat, cols["weight_decay"], cols["momentum"])
-    lr = cols["lr"]
+    all_lr = cols["lr"]  # every member's, stopped ones included: rows are picked each epoch
     scheduler = None
     if hyper.schedule == "cosine":
         # PyTorch's own scheduler over one group per member: each member gets bit for bit the
@@ -142,11 +180,14 @@ def train_batched(
     x, y = splits.train
     n = len(x)
     curves: list[dict[str, list[float]]] = [{"train_loss": []} for _ in members]
-    failed: dict[int, str] = {}
 
-    # In-place updates of the leaf `flat`; `gradient` turns autograd on for its own pass.
-    with torch.no_grad():
-        for epoch in range(1, hyper.epochs + 1):
+    for epoch in range(1, hyper.epochs + 1):
+        if not alive:
+            return
+        lr = all_lr[torch.tensor(alive)]
+        # In-place updates of the leaf `flat`; `gradient` turns autograd on for its own pass.
+        # (No yield inside: a generator suspended in no_grad would leak it to the caller.)
+        with torch.no_grad():
             base.train()
             perms = torch.stack([torch.randperm(n, generator=g) for g in generators])
             total = torch.zeros(m, dtype=torch.float64)
@@ -168,29 +209,53 @@ def train_batched(
                     flat.copy_(saved)
                 update.step(grad, lr)
                 total += loss.double() * idx.shape[1]
-            train_loss = (total / n).tolist()
-            for i, value in enumerate(train_loss):
+            ended: dict[int, ModelResult | str | None] = {}
+            values: dict[int, dict[str, float]] = {}
+            for i, value in zip(alive, (total / n).tolist(), strict=True):
                 curves[i]["train_loss"].append(value)
-                if i not in failed and not math.isfinite(value):
-                    failed[i] = diverged("train loss", value, f"at epoch {epoch}")
+                values[i] = {"train_loss": value}
+                if not math.isfinite(value):
+                    ended[i] = diverged("train loss", value, f"at epoch {epoch}")
             if scheduler is not None:
                 scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
                 scheduler.step()
-                lr = torch.tensor(
-                    [g["lr"] for g in scheduler.optimizer.param_groups], dtype=flat.dtype
-                )
-                lr = lr.unsqueeze(1)
+                lrs = [g["lr"] for g in scheduler.optimizer.param_groups]
+                all_lr = torch.tensor(lrs, dtype=flat.dtype).unsqueeze(1)
             if splits.val is not None:
-                for i, scores in enumerate(score(splits.val, "val")):
+                for i, scores in zip(alive, score(splits.val, "val"), strict=True):
                     for name, value in scores.items():
                         curves[i].setdefault(name, []).append(value)
-            heartbeat()
+                    values[i].update(scores)
+        if judge is not None:
+            going = {i: v for i, v in values.items() if i not in ended}
+            ended.update((i, None) for i in judge(epoch, going) if i in going)
+        heartbeat()
+        for i in sorted(ended):
+            yield i, ended[i]
+        if ended and len(ended) < m:
+            # Drop the stopped members' rows: the others go on with exactly their own numbers.
+            rows = [r for r, i in enumerate(alive) if i not in ended]
+            pick = torch.tensor(rows)
+            state = {k: v[pick] if v.dim() > 0 else v for k, v in update.state().items()}
+            flat = flat.detach()[pick].requires_grad_(True)
+            buffers = {k: v[pick] for k, v in buffers.items()}
+            cols = {k: v[pick] for k, v in cols.items()}
+            update = batched_update(hyper.optimizer, flat, cols["weight_decay"], cols["momentum"])
+            update.load_state(state)
+            saved = torch.empty_like(flat) if use_sam else None
+            generators = [generators[r] for r in rows]
+        alive = [i for i in alive if i not in ended]
+        m = len(alive)
 
-        finals: list[dict[str, float]] = [{} for _ in members]
+    if not alive:
+        return
+    finals: dict[int, dict[str, float]] = {i: {} for i in alive}
+    with torch.no_grad():
         for split, pair in splits.present():
-            for i, scores in enumerate(score(pair, split)):
+            for i, scores in zip(alive, score(pair, split), strict=True):
                 finals[i].update(scores)
-    return [failed[i] if i in failed else ModelResult(finals[i], curves[i]) for i in range(m)]
+    for i in alive:
+        yield i, ModelResult(finals[i], curves[i])
 
 
 def _first_line(exc: BaseException) -> str:
