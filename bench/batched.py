@@ -12,8 +12,13 @@ memory. Ratios compare time per model.
 
     python bench/batched.py --data-dir ../shared/data            # about 2 minutes on 2 cores
     python bench/batched.py --data-dir ../shared/data --full     # about 1.5 minutes
+    python bench/batched.py --full --sample 0                     # the batched run only
 
-The batched executor uses the C kernel where it compiles (`sweeper.native`); set
+Wall and CPU seconds are printed: on a machine other processes share, the workers' CPU time
+(user + system, from the operating system's accounting of finished children) says more.
+
+The batched executor uses the C kernel where it compiles (`sweeper.tasks.obesity.kernel`, at
+the CPU's widest vectors); set SWEEPER_KERNEL_ISA=avx2 or portable to time a narrower build, or
 SWEEPER_NATIVE=0 to time PyTorch's batched products instead.
 """
 
@@ -23,6 +28,7 @@ import argparse
 import dataclasses
 import os
 import random
+import resource
 import sys
 import tempfile
 import threading
@@ -80,6 +86,12 @@ class TreeMemory:
             self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
+def workers_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(
     study: Study, plan: list[PlannedTrial], *, batched: bool, workers: int, data_dir: Path
 ) -> tuple[float, dict[str, float]]:
@@ -127,7 +139,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10, help="epochs of the default mode")
     parser.add_argument("--full", action="store_true", help="time the full reproduction")
-    parser.add_argument("--sample", type=int, default=12, help="per-trial sample in --full")
+    parser.add_argument(
+        "--sample", type=int, default=12, help="per-trial sample in --full (0: none)"
+    )
     args = parser.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
     task = get_task("obesity")
@@ -153,23 +167,28 @@ def main() -> None:
     studies = [load_study(REPO / "studies" / f) for f in ("obesity.toml", "obesity_sam200.toml")]
     plans = [grid(s, task.group_key) for s in studies]
     total = sum(len(p) for p in plans)
-    t_batch = 0.0
+    t_batch = cpu_batch = 0.0
     with TreeMemory() as memory:
         for study, plan in zip(studies, plans, strict=True):
+            cpu = workers_cpu()
             wall, _ = run(study, plan, batched=True, workers=args.workers, data_dir=data_dir)
-            print(f"batched {study.name}: {len(plan)} models in {wall:.1f} s")
+            cpu = workers_cpu() - cpu
+            print(f"batched {study.name}: {len(plan)} models in {wall:.1f} s ({cpu:.1f} CPU s)")
             t_batch += wall
+            cpu_batch += cpu
     peak = memory.peak_mb
+    print(
+        f"batched, full reproduction: {total} models in {t_batch:.1f} s, workers' CPU "
+        f"{cpu_batch:.1f} s (peak memory of all processes {peak:.0f} MB)"
+    )
+    if args.sample == 0:
+        return
     rng = random.Random(0)
     sample = rng.sample(plans[0], args.sample)
     t_trial, _ = run(studies[0], sample, batched=False, workers=args.workers, data_dir=data_dir)
     per_model_trial = t_trial / len(sample)
     # SAM-200 trials cost twice a main-grid trial (200 epochs of two passes): count them so.
     units = len(plans[0]) + 2 * len(plans[1])
-    print(
-        f"batched, full reproduction: {total} models in {t_batch:.1f} s "
-        f"(peak memory of all processes {peak:.0f} MB)"
-    )
     print(
         f"per-trial executor, {len(sample)} sampled trials: {t_trial:.1f} s "
         f"({per_model_trial:.2f} s per model); the full reproduction would take about "

@@ -354,3 +354,40 @@ def test_sam_ascent_uses_one_norm_per_member() -> None:
     e = sam_ascent(grad, torch.tensor([[0.5], [0.5]], dtype=torch.float64))
     assert torch.allclose(e[0], torch.tensor([0.3, 0.4], dtype=torch.float64))
     assert torch.equal(e[1], torch.zeros(2, dtype=torch.float64))  # zero gradient: no move
+
+
+def test_workers_claim_the_costliest_groups_first(tmp_path: Path) -> None:
+    # Costs per trial: SAM's two passes over 3 epochs (6) against 2 epochs without (2). In
+    # plan order the group without SAM comes first; by cost the SAM group is claimed first,
+    # its part of the split as large as the other's, so no worker is left alone with it.
+    from sweeper.plan import grid
+    from sweeper.store import Store, WorkerId
+    from sweeper.study import parse_study
+    from sweeper.tasks import get_task
+
+    task = get_task("obesity")
+    study = parse_study(
+        {
+            "name": "cost",
+            "task": "obesity",
+            "metric": "test_mse",
+            "seeds": 2,
+            "fixed": {"epochs": 2, "sam_epochs": 3},
+            "space": {"lr": [1e-3, 3e-3], "sam_rho": [0.0, 0.05]},
+        },
+        "cost",
+    )
+    plan = grid(study, task.group_key)
+    sam_group = next(t.group for t in plan if t.params["sam_rho"] > 0)
+    assert plan[0].group != sam_group
+    assert task.group_cost(sam_group) == 3 * task.group_cost(plan[0].group)  # type: ignore[attr-defined]
+    url = f"sqlite:///{tmp_path / 'cost.db'}"
+    with Store(url, create=True) as store:
+        sid = store.save_study(study, plan).study_id
+        oldest = store.claim(sid, WorkerId("w:1", "h", 1), limit=8)
+        assert {t.params["sam_rho"] for t in oldest} == {0.0}  # no cost: the oldest group
+        costly = store.claim(sid, WorkerId("w:2", "h", 2), limit=8, share=2, cost=task.group_cost)  # type: ignore[attr-defined]
+        assert len(costly) == 2 and {t.params["sam_rho"] for t in costly} == {0.05}
+        rest = store.claim(sid, WorkerId("w:3", "h", 3), limit=8, share=2, cost=task.group_cost)  # type: ignore[attr-defined]
+        assert len(rest) == 2 and {t.params["sam_rho"] for t in rest} == {0.05}
+        assert store.claim(sid, WorkerId("w:4", "h", 4), limit=8, cost=task.group_cost) == []  # type: ignore[attr-defined]

@@ -343,10 +343,13 @@ def test_sigterm_stops_sweeper_worker_and_puts_its_trials_back(tmp_path: Path) -
     worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=60)
     assert worker.returncode == 143, out + err
-    assert err.strip() == (
+    *progress, last = err.strip().splitlines()
+    assert last == (
         "Interrupted by SIGTERM: the trials in flight went back to the queue. Run "
         "`sweeper worker` again to go on."
     )
+    # Before it, only the worker's progress lines (a job log has no terminal).
+    assert all(re.match(r"\S+: \d+/\d+ done, ", line) for line in progress), err
     stopped = rows(db)
     assert not [r for r in stopped if r[2] == "running"]
     assert all(r[3] == (1 if r[2] == "completed" else 0) for r in stopped), stopped

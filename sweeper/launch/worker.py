@@ -101,8 +101,8 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
     completed = failed = lost = pruned = 0
     task = _task(info)
     torch_version = _limit_threads(options.threads, commands=bool(info.study.command))
-    # Asked-for batching still yields to the study (a pruned study is trained per trial),
-    # whoever built these options: the same rule as `sweeper run`'s.
+    # Asked-for batching still yields to the study (a pruned study is trained per trial unless
+    # its task prunes inside groups), whoever built these options: the same rule as `sweeper run`'s.
     batched = options.batched and batching(info.study, task, "auto")
     data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
     search = _Search(store, info.id, info.study, task) if info.study.searched else None
@@ -134,6 +134,7 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
                 limit=options.group_size if batched else 1,
                 share=options.share,
                 lease_s=options.lease_s,
+                cost=getattr(task, "group_cost", None) if batched else None,
             )
             if not trials and search is not None and search.ask():
                 continue  # the sampler proposed more configurations

@@ -229,20 +229,26 @@ class Store:
         limit: int = 1,
         share: int = 1,
         lease_s: float = DEFAULT_LEASE_S,
+        cost: Callable[[str], float] | None = None,
     ) -> list[TrialInput]:
         """Claim up to `limit` queued trials of one batching group for `worker`.
 
-        The group is that of the oldest queued trial. With `share` workers sharing the study,
-        a worker takes at most ``ceil(group_size / share)`` (all the group's trials, in any
-        state), so that a group is trained in `share` equal parts rather than in ever smaller
-        leftovers. Trials whose lease expired are re-queued first.
+        The group is that of the oldest queued trial; with `cost` (a group key -> the relative
+        cost of one of its trials, e.g. the task's ``group_cost``), the group whose claim
+        costs most, so that the longest parts start first and no worker idles at the end.
+        With `share` workers sharing the study, a worker takes at most
+        ``ceil(group_size / share)`` (all the group's trials, in any state), so that a group is
+        trained in `share` equal parts rather than in ever smaller leftovers. Trials whose
+        lease expired are re-queued first.
 
         Returns:
             The claimed trials (empty when nothing is queued). On a lost race (another worker
             claimed a row between read and update) the row is simply not returned.
         """
         with self._db.tx(keep=True) as conn:
-            return queue.claim(conn, study_id, worker, limit=limit, share=share, lease_s=lease_s)
+            return queue.claim(
+                conn, study_id, worker, limit=limit, share=share, lease_s=lease_s, cost=cost
+            )
 
     def heartbeat(self, worker: WorkerId, lease_s: float = DEFAULT_LEASE_S) -> int:
         """Extend the lease of every trial `worker` is running. Returns how many."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Float, bindparam, func, select, update
+from sqlalchemy import Connection, Executable, Float, bindparam, case, func, select, update
 
 from sweeper.plan import PlannedTrial, canonical_json
 from sweeper.store.engine import insert
@@ -61,6 +61,7 @@ def claim(
     limit: int,
     share: int,
     lease_s: float,
+    cost: Callable[[str], float] | None = None,
 ) -> list[TrialInput]:
     """Claim up to `limit` queued trials of one batching group: see `Store.claim`."""
     now = time.time()
@@ -79,10 +80,13 @@ def claim(
         # statement that picks it.
         rows = conn.execute(sql.take_oldest, take).all()
     else:
-        first = conn.execute(sql.oldest_group, {"sid": study_id}).first()
-        if first is None:
+        if cost is not None:
+            group = _costliest_group(conn, sql, study_id, limit, share, cost)
+        else:
+            first = conn.execute(sql.oldest_group, {"sid": study_id}).first()
+            group = None if first is None else first[0]
+        if group is None:
             return []
-        group = first[0]
         if share > 1:
             # Split the whole group evenly: the second worker takes as much as the first,
             # and a worker coming back for the rest takes all of it, not half.
@@ -95,6 +99,27 @@ def claim(
     # Compare-and-set: RETURNING yields only the rows this statement moved to running.
     rows = sorted(rows, key=lambda r: int(r.id))
     return [TrialInput(r.id, r.key, json.loads(r.params), r.seed) for r in rows]
+
+
+def _costliest_group(
+    conn: Connection,
+    sql: _Statements,
+    study_id: int,
+    limit: int,
+    share: int,
+    cost: Callable[[str], float],
+) -> str | None:
+    """The queued group whose claim costs most (`cost` per trial times the trials this claim
+    would take), the oldest among equals: the longest parts start first, so that no worker is
+    left alone with one at the end (longest processing time first)."""
+    best: tuple[float, int] | None = None
+    group = None
+    for key, size, queued, oldest in conn.execute(sql.queued_groups, {"sid": study_id}):
+        take = min(int(queued), limit, math.ceil(int(size) / share))
+        score = (cost(key) * take, -int(oldest))
+        if best is None or score > best:
+            best, group = score, key
+    return group
 
 
 def heartbeat(conn: Connection, worker: WorkerId, lease_s: float) -> int:
@@ -247,6 +272,7 @@ class _Statements:
     requeue_expired: Executable
     take_oldest: Executable
     oldest_group: Executable
+    queued_groups: Executable  # (group_key, trials, queued trials, oldest queued id)
     group_size: Executable
     group_ids: Executable
     take_ids: Executable
@@ -321,6 +347,15 @@ def _statements(dialect: str) -> _Statements:
         .values(**take)
         .returning(*taken),
         oldest_group=select(TrialRow.group_key).where(*queued).order_by(TrialRow.id).limit(1),
+        queued_groups=select(
+            TrialRow.group_key,
+            func.count(),
+            func.sum(case((TrialRow.state == "queued", 1), else_=0)),
+            func.min(case((TrialRow.state == "queued", TrialRow.id), else_=None)),
+        )
+        .where(TrialRow.study_id == bindparam("sid"))
+        .group_by(TrialRow.group_key)
+        .having(func.sum(case((TrialRow.state == "queued", 1), else_=0)) > 0),
         group_size=select(func.count()).where(
             TrialRow.study_id == bindparam("sid"), TrialRow.group_key == bindparam("group")
         ),

@@ -18,7 +18,7 @@ from sweeper.tasks.common import diverged
 from sweeper.tasks.obesity.data import Split
 from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model
 from sweeper.tasks.obesity.params import ObesityParams
-from sweeper.tasks.obesity.stacked import LaneMLP, Layers, StackedMLP
+from sweeper.tasks.obesity.stacked import LANE_UPDATES, LaneMLP, LaneOptimizer, Layers, StackedMLP
 from sweeper.tasks.obesity.train import TrainResult
 
 if TYPE_CHECKING:
@@ -118,13 +118,14 @@ def _member_checkpoint(
     policy: CheckpointPolicy, key: str, params: ObesityParams, device: str
 ) -> TrialCheckpoint:
     """The checkpoint of one member: its kind names the precision and the implementation
-    (the C kernel's lanes and PyTorch's products round differently)."""
+    (the C kernel's builds and PyTorch's products round differently)."""
     from sweeper.checkpoints import source_hash
     from sweeper.tasks.obesity import kernel
 
     real = "float" if params.dtype == "float32" else "double"
-    native = device == "cpu" and kernel.enabled() and kernel.load(real) is not None
-    kind = f"obesity-batched/{params.dtype}/{'kernel' if native else 'torch'}"
+    compiled = kernel.load(real) if device == "cpu" and kernel.enabled() else None
+    # The portable build (no fused multiply-add) rounds unlike AVX2 and AVX-512.
+    kind = f"obesity-batched/{params.dtype}/{f'kernel-{compiled.isa}' if compiled else 'torch'}"
     here = Path(__file__).resolve().parent
     return policy.trial(key, kind, source_hash(here, here.parents[1] / "optim"))
 
@@ -166,15 +167,17 @@ def _train_part(
     net = _stacked(layers, first.dtype, device)
 
     base_lr = [p.lr for p, _ in members]
-    opt = BatchedOptimizer(
-        first.optimizer,
-        net.flat,
-        lr=net.column(base_lr),
-        weight_decay=net.column([p.weight_decay for p, _ in members]),
-        momentum=net.column([p.momentum for p, _ in members]),
-    )
+    lr = net.column(base_lr)
+    weight_decay = net.column([p.weight_decay for p, _ in members])
+    momentum = net.column([p.momentum for p, _ in members])
     rho = net.column([p.sam_rho for p, _ in members])
     use_sam = first.sam_rho > 0
+    opt: BatchedOptimizer | LaneOptimizer
+    if isinstance(net, LaneMLP) and first.optimizer in LANE_UPDATES:
+        # Whole epochs in the kernel: SAM's second pass and the update fused into each step.
+        opt = LaneOptimizer(net, first.optimizer, lr, weight_decay, momentum, rho)
+    else:
+        opt = BatchedOptimizer(first.optimizer, net.flat, lr, weight_decay, momentum)
     # Learning rates per epoch from PyTorch's own scheduler (one parameter group per member),
     # so each member gets bit for bit the schedule its per-trial run would.
     scheduler = None
@@ -205,18 +208,22 @@ def _train_part(
     for epoch in range(start_epoch, first.n_epochs):
         perms = torch.stack([torch.randperm(n_train, generator=g) for g in generators])
         net.shuffle(x_train, y_train, perms.to(device))
-        loss_sum = torch.zeros(m, dtype=dtype, device=device)
-        for start in range(0, n_train, batch):
-            stop = min(start + batch, n_train)
-            loss = net.batch_loss_and_grad(start, stop)
-            if saved is not None:
-                # SAM: ascend to w + e(w), take the gradient there, restore w, step from w.
-                saved.copy_(net.flat)
-                net.flat.add_(sam_ascent(net.grad, rho))
-                net.batch_loss_and_grad(start, stop)
-                net.flat.copy_(saved)
-            opt.step(net.grad)
-            loss_sum += loss * (stop - start)
+        if isinstance(opt, LaneOptimizer):
+            assert isinstance(net, LaneMLP)
+            loss_sum = net.train_epoch(opt, batch)
+        else:
+            loss_sum = torch.zeros(m, dtype=dtype, device=device)
+            for start in range(0, n_train, batch):
+                stop = min(start + batch, n_train)
+                loss = net.batch_loss_and_grad(start, stop)
+                if saved is not None:
+                    # SAM: ascend to w + e(w), take the gradient there, restore w, step from w.
+                    saved.copy_(net.flat)
+                    net.flat.add_(sam_ascent(net.grad, rho))
+                    net.batch_loss_and_grad(start, stop)
+                    net.flat.copy_(saved)
+                opt.step(net.grad)
+                loss_sum += loss * (stop - start)
         train_curve[epoch] = loss_sum.to(torch.float64).cpu() / n_train
         if val_curve is not None:
             val_curve[epoch] = net.mse(x_val, y_val)
@@ -281,7 +288,7 @@ def _restack(net: StackedMLP | LaneMLP, rows: torch.Tensor) -> torch.Tensor:
 
 def _save(
     net: StackedMLP | LaneMLP,
-    opt: BatchedOptimizer,
+    opt: BatchedOptimizer | LaneOptimizer,
     generators: Sequence[torch.Generator],
     train_curve: torch.Tensor,
     val_curve: torch.Tensor | None,
@@ -312,7 +319,7 @@ def _save(
 
 def _restore(
     net: StackedMLP | LaneMLP,
-    opt: BatchedOptimizer,
+    opt: BatchedOptimizer | LaneOptimizer,
     generators: Sequence[torch.Generator],
     train_curve: torch.Tensor,
     val_curve: torch.Tensor | None,

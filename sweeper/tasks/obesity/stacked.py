@@ -5,7 +5,9 @@ Two implementations of the same members, with one interface (`shuffle`, `batch_l
 
 - `LaneMLP` (CPU, the default): one member per SIMD lane, forward and backward in one call of
   the C kernel `sweeper.tasks.obesity.kernel` compiles (``stacked_mlp.c``). Parameters
-  ``flat[blocks, P, lanes]``.
+  ``flat[blocks, P, lanes]``. With a `LaneOptimizer` (SGD or Adam, with or without SAM) a
+  whole epoch is one call (`LaneMLP.train_epoch`): SAM's second pass and the update run inside
+  the kernel, on each block while it is in cache.
 - `StackedMLP` (any device, and the fallback where no C compiler works): batched matrix
   products over the member dimension in PyTorch. Parameters ``flat[M, P]``.
 
@@ -188,7 +190,7 @@ class LaneMLP:
         if widths[-1] != 1:
             raise ValueError(f"LaneMLP needs one output (got {widths[-1]})")
         self._widths = (ctypes.c_int64 * len(widths))(*widths)
-        self._depth, self._scratch_per_row = len(widths) - 1, sum(widths) + 2 * max(widths)
+        self._depth = len(widths) - 1
         self._loss = torch.empty(blocks * lanes, dtype=self.flat.dtype)
         self._work = torch.empty(0, dtype=self.flat.dtype)
 
@@ -231,13 +233,9 @@ class LaneMLP:
     def _call(
         self, x: torch.Tensor, y: torch.Tensor, idx: int | None, batch: int, *, grad: bool
     ) -> None:
-        import torch
-
         if x.dtype != self.flat.dtype or y.dtype != self.flat.dtype:
             raise TypeError(f"inputs must be {self.flat.dtype} (got {x.dtype}, {y.dtype})")
-        need = batch * self._scratch_per_row * self.kernel.lanes
-        if self._work.numel() < need:
-            self._work = torch.empty(need, dtype=self.flat.dtype)
+        self._reserve(batch)
         blocks, size, _ = self.flat.shape
         stride = self._idx.shape[1] if idx is not None else 0
         self.kernel.loss_grad(
@@ -256,3 +254,131 @@ class LaneMLP:
             self._loss.data_ptr(),
             self._work.data_ptr(),
         )
+
+    def train_epoch(self, opt: LaneOptimizer, batch: int) -> torch.Tensor:
+        """One epoch in the order `shuffle` set, mini-batches of `batch` rows (the last one
+        shorter), each step fused in the kernel: gradient, SAM's second pass when `opt` has
+        one, and `opt`'s update. Returns per member the sum over mini-batches of loss times
+        rows ``[M]`` (in the parameters' dtype, accumulated in batch order)."""
+        import torch
+
+        blocks, size, lanes = self.flat.shape
+        n_rows = self._idx.shape[1]
+        if n_rows >= 2**31:
+            raise ValueError(f"the kernel numbers rows in int32 (got {n_rows} rows)")
+        # Row numbers [blocks, rows, lanes]: one vector load gives a step's rows for all lanes.
+        rows = self._idx.view(blocks, lanes, n_rows).transpose(1, 2).to(torch.int32).contiguous()
+        self._reserve(batch)
+        loss_sum = torch.empty(blocks * self.kernel.lanes, dtype=self.flat.dtype)
+        state_a, state_b = opt.buffers()
+        hyper = opt.hyper()  # held here: the kernel reads it through a bare pointer
+        self.kernel.train_epoch(
+            blocks,
+            self._depth,
+            self._widths,
+            size,
+            self.flat.data_ptr(),
+            state_a.data_ptr() if state_a is not None else None,
+            state_b.data_ptr() if state_b is not None else None,
+            self._x.data_ptr(),
+            self._y.data_ptr(),
+            rows.data_ptr(),
+            n_rows,
+            batch,
+            self.scale,
+            opt.update,
+            hyper.data_ptr(),
+            opt.sam,
+            opt.steps,
+            loss_sum.data_ptr(),
+            self._work.data_ptr(),
+        )
+        opt.steps += -(-n_rows // batch)
+        return loss_sum[: self.size]
+
+    def _reserve(self, batch: int) -> None:
+        """Make the scratch buffer large enough for mini-batches of `batch` rows."""
+        import torch
+
+        size = self.flat.shape[1]
+        need = int(self.kernel.work_size(self._depth, self._widths, size, batch))
+        if self._work.numel() < need:
+            self._work = torch.empty(need, dtype=self.flat.dtype)
+
+
+#: the updates ``stacked_mlp.c`` implements, by optimizer registry name -> the kernel's code.
+LANE_UPDATES = {"sgd": 0, "adam": 1}
+
+
+class LaneOptimizer:
+    """A registered optimizer, and SAM, run inside `LaneMLP.train_epoch`.
+
+    The kernel's update is ``torch.optim.SGD`` (momentum, dampening 0, coupled weight decay)
+    or ``torch.optim.Adam`` (betas (0.9, 0.999), eps 1e-8, coupled weight decay), as
+    `sweeper.optim.batched.BatchedOptimizer` steps them; its state has the same names and
+    layout (``buf``; ``exp_avg``, ``exp_avg_sq``, ``step``), so checkpoints read alike.
+    `lr` may be changed between epochs (schedules) by assigning a new column.
+
+    Args:
+        net: the group.
+        name: an optimizer in `LANE_UPDATES`.
+        lr, weight_decay, momentum, rho: per-member columns of `net`; rho > 0 means SAM.
+
+    Raises:
+        KeyError: the kernel has no update for `name` (step it with `BatchedOptimizer`).
+    """
+
+    def __init__(
+        self,
+        net: LaneMLP,
+        name: str,
+        lr: torch.Tensor,
+        weight_decay: torch.Tensor,
+        momentum: torch.Tensor,
+        rho: torch.Tensor,
+    ) -> None:
+        import torch
+
+        self.update = LANE_UPDATES[name]
+        self.lr, self.weight_decay, self.momentum, self.rho = lr, weight_decay, momentum, rho
+        self.sam = int(bool((rho != 0).any()))
+        self.steps = 0
+        flat = net.flat
+        self.state_a: torch.Tensor | None = None
+        self.state_b: torch.Tensor | None = None
+        if name == "adam":
+            self.state_a, self.state_b = torch.zeros_like(flat), torch.zeros_like(flat)
+        elif bool((momentum != 0).any()):
+            self.state_a = torch.zeros_like(flat)
+
+    def hyper(self) -> torch.Tensor:
+        """``[blocks, 4, lanes]``: lr, weight decay, momentum and rho, as the kernel reads them."""
+        import torch
+
+        return torch.cat([self.lr, self.weight_decay, self.momentum, self.rho], dim=1)
+
+    def buffers(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The state the kernel updates in place (SGD: the momentum buffer or None; Adam: the
+        two moments)."""
+        return self.state_a, self.state_b
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """As `BatchedOptimizer.state`: tensors laid out like `flat`, or 0-d."""
+        import torch
+
+        if self.update == LANE_UPDATES["adam"]:
+            assert self.state_a is not None and self.state_b is not None
+            step = torch.tensor(float(self.steps), dtype=self.state_a.dtype)
+            return {"exp_avg": self.state_a, "exp_avg_sq": self.state_b, "step": step}
+        return {} if self.state_a is None or self.steps == 0 else {"buf": self.state_a}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a `state` (of this class or `BatchedOptimizer`, same layout)."""
+        if self.update == LANE_UPDATES["adam"]:
+            assert self.state_a is not None and self.state_b is not None
+            self.state_a.copy_(state["exp_avg"])
+            self.state_b.copy_(state["exp_avg_sq"])
+            self.steps = int(state["step"])
+        elif "buf" in state and self.state_a is not None:
+            self.state_a.copy_(state["buf"])
+            self.steps = 1  # any count past 0: the buffer has started

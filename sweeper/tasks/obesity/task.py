@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,6 +53,19 @@ class ObesityTask:
         """
         p = validate_params(ObesityParams, params)
         return shared_key(p, vary=("lr", "weight_decay", "sam_rho", "momentum"), sam=p.sam_rho > 0)
+
+    def group_cost(self, group_key: str) -> float:
+        """The relative cost of one trial of the group `group_key` (a `group_key` result):
+        mini-batch passes, i.e. epochs times two with SAM (its two gradients per step) times
+        mini-batches per epoch; workers claim the costliest groups first."""
+        shared = json.loads(group_key)
+        p = ObesityParams.model_validate(
+            {k: v for k, v in shared.items() if k in ObesityParams.model_fields}
+        )
+        sam = bool(shared.get("sam", False))
+        rows = int(p.train_fraction * (1 - p.val_fraction) * 2111)  # the UCI file's rows
+        passes = (2 * p.sam_epochs) if sam else p.epochs
+        return float(passes * -(-rows // p.batch_size))
 
     def check_data(self, params: Mapping[str, Any], data_dir: Path) -> None:
         """Fetch and verify the CSV, and encode it once so a bad file fails before any worker.

@@ -1,135 +1,191 @@
 /*
- * Forward and backward of many small MLPs at once, one SIMD lane per member.
+ * Many small MLPs trained at once, one SIMD lane per member.
  *
  * sweeper's batched executor trains a group of tiny models (the obesity MLP has 1,009
  * parameters) as one. In PyTorch that is a batched matrix product per layer, and MKL's batched
  * GEMM spends about a microsecond per member per product on 32 x 18 x 18 matrices, which bounds
- * the whole executor. Here members are interleaved instead: a block of LANES members (8 in
- * float32, 4 in float64, one 256-bit vector) stores each parameter and each activation as one
- * vector, so every multiply-add of the forward and backward pass is one vector instruction for
- * LANES members, accumulating in registers. No number of one member ever meets another's (a
- * member that diverges to NaN leaves the others untouched), and the math is PyTorch's:
- * nn.Linear, ReLU (NaN passes through), threshold_backward, scale * sigmoid, mean squared error.
+ * the whole executor. Here members are interleaved instead: a block of LANES members (one
+ * vector: 16 floats or 8 doubles with AVX-512, 8 or 4 with AVX2, 4 or 2 portable) stores each
+ * parameter and each activation as one vector, so every multiply-add of the forward and
+ * backward pass is one vector instruction for LANES members, accumulating in registers. No
+ * number of one member ever meets another's (a member that diverges to NaN leaves the others
+ * untouched), and every lane runs the same instructions whatever the vector width, so a member's
+ * numbers depend neither on its lane nor on the width chosen. The math is PyTorch's: nn.Linear,
+ * ReLU (NaN passes through), threshold_backward, scale * sigmoid, mean squared error; and, in
+ * `stacked_mlp_train_epoch`, SAM's two passes and the SGD / Adam updates of torch.optim.
  *
- * Compiled twice by sweeper.tasks.obesity.kernel, with -DREAL=float and -DREAL=double.
- * Layout, per block of LANES members (vectors of LANES numbers):
- *   params, grad  [P] vectors: per layer, weight [in][out] then bias [out]
+ * Compiled by sweeper.tasks.obesity.kernel with -DREAL=float or -DREAL=double and
+ * -DVEC_BYTES=64 (-mavx512f), 32 (-mavx2 -mfma) or 16 (no ISA flag). Layout, per block of LANES
+ * members (vectors of LANES numbers):
+ *   params, grad, optimizer state  [P] vectors: per layer, weight [in][out] then bias [out]
  *   x             [rows][features] numbers, shared by all members
  *   y             [rows] numbers
- *   idx           row numbers, each member its own mini-batch: member m's batch is
- *                 idx[m * idx_stride + 0 .. batch - 1]
- *   work          batch * (sum of widths + 2 * max width) vectors of scratch
+ *   idx           row numbers, each member its own: member m's b-th row is idx[m * stride + b]
+ *   work          stacked_mlp_work_size(...) numbers of scratch
  */
-#include <math.h>
-#include <stdint.h>
+#include "layers.h"
 
-#ifndef REAL
-#define REAL float
+/* The scratch of one block: activations, two deltas and the gathered targets. */
+typedef struct {
+    int64_t depth, total_width, max_width;
+    const int64_t *widths;
+    vec *acts;    /* per layer k: [batch][widths[k]]; layer 0 holds the gathered inputs */
+    vec *delta;   /* [batch][max width] */
+    vec *delta_prev;
+    vec *targets; /* [batch] */
+} Net;
+
+static Net net_of(int64_t depth, const int64_t *widths, int64_t batch, vec *work) {
+    Net net = {depth, 0, 0, widths, work, 0, 0, 0};
+    for (int64_t k = 0; k <= depth; k++) {
+        net.total_width += widths[k];
+        if (widths[k] > net.max_width) net.max_width = widths[k];
+    }
+    net.delta = net.acts + batch * net.total_width;
+    net.delta_prev = net.delta + batch * net.max_width;
+    net.targets = net.delta_prev + batch * net.max_width;
+    return net;
+}
+
+/* Vectors of scratch one block needs for `batch` rows (see `net_of`). */
+static int64_t net_size(int64_t depth, const int64_t *widths, int64_t batch) {
+    int64_t total = 0, max = 0;
+    for (int64_t k = 0; k <= depth; k++) {
+        total += widths[k];
+        if (widths[k] > max) max = widths[k];
+    }
+    return batch * (total + 2 * max + 1);
+}
+
+/* Each member's rows into the block's inputs and targets: lane l of acts[0][b][f] is
+ * x[row][f] with row = rows[l * stride + b] (rows NULL: row = first + b, for every lane). */
+static void gather(const Net *net, const REAL *x, const REAL *y, const int64_t *rows,
+                   int64_t stride, int64_t first, int64_t batch) {
+    const int64_t features = net->widths[0];
+    REAL *a = (REAL *)net->acts, *targets = (REAL *)net->targets;
+    for (int64_t l = 0; l < LANES; l++) {
+        const int64_t *lane_rows = rows ? rows + l * stride : 0;
+        for (int64_t b = 0; b < batch; b++) {
+            const int64_t row = lane_rows ? lane_rows[b] : first + b;
+            const REAL *xr = x + row * features;
+            REAL *ab = a + b * features * LANES + l;
+            for (int64_t f = 0; f < features; f++) ab[f * LANES] = xr[f];
+            targets[b * LANES + l] = y[row];
+        }
+    }
+}
+
+/* As `gather`, from row numbers laid out [batch][LANES] (lane l's b-th row at rows[b * LANES
+ * + l]), with the CPU's gather instructions where it has them: one per feature and row for all
+ * lanes, instead of one load and store per number. */
+static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int32_t *rows,
+                         int64_t batch) {
+    const int64_t features = net->widths[0];
+    vec *acts = net->acts;
+#if VEC_BYTES == 64 && defined(__AVX512F__)
+    for (int64_t b = 0; b < batch; b++) {
+        if (IS_DOUBLE) {
+            const __m256i r = _mm256_loadu_si256((const __m256i *)(rows + b * LANES));
+            const __m256i at = _mm256_mullo_epi32(r, _mm256_set1_epi32((int)features));
+            for (int64_t f = 0; f < features; f++) {
+                __m512d v = _mm512_i32gather_pd(at, (const double *)x + f, 8);
+                acts[b * features + f] = (vec)v;
+            }
+            __m512d t = _mm512_i32gather_pd(r, (const double *)y, 8);
+            net->targets[b] = (vec)t;
+        } else {
+            const __m512i r = _mm512_loadu_si512((const void *)(rows + b * LANES));
+            const __m512i at = _mm512_mullo_epi32(r, _mm512_set1_epi32((int)features));
+            for (int64_t f = 0; f < features; f++) {
+                __m512 v = _mm512_i32gather_ps(at, (const float *)x + f, 4);
+                acts[b * features + f] = (vec)v;
+            }
+            __m512 t = _mm512_i32gather_ps(r, (const float *)y, 4);
+            net->targets[b] = (vec)t;
+        }
+    }
+#elif VEC_BYTES == 32 && defined(__AVX2__)
+    for (int64_t b = 0; b < batch; b++) {
+        if (IS_DOUBLE) {
+            const __m128i r = _mm_loadu_si128((const __m128i *)(rows + b * LANES));
+            const __m128i at = _mm_mullo_epi32(r, _mm_set1_epi32((int)features));
+            for (int64_t f = 0; f < features; f++) {
+                __m256d v = _mm256_i32gather_pd((const double *)x + f, at, 8);
+                acts[b * features + f] = (vec)v;
+            }
+            __m256d t = _mm256_i32gather_pd((const double *)y, r, 8);
+            net->targets[b] = (vec)t;
+        } else {
+            const __m256i r = _mm256_loadu_si256((const __m256i *)(rows + b * LANES));
+            const __m256i at = _mm256_mullo_epi32(r, _mm256_set1_epi32((int)features));
+            for (int64_t f = 0; f < features; f++) {
+                __m256 v = _mm256_i32gather_ps((const float *)x + f, at, 4);
+                acts[b * features + f] = (vec)v;
+            }
+            __m256 t = _mm256_i32gather_ps((const float *)y, r, 4);
+            net->targets[b] = (vec)t;
+        }
+    }
+#else
+    REAL *a = (REAL *)acts, *targets = (REAL *)net->targets;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t l = 0; l < LANES; l++) {
+            const int64_t row = rows[b * LANES + l];
+            for (int64_t f = 0; f < features; f++) a[(b * features + f) * LANES + l] = x[row * features + f];
+            targets[b * LANES + l] = y[row];
+        }
 #endif
-
-#define VEC_BYTES 32
-#define LANES ((int64_t)(VEC_BYTES / sizeof(REAL)))
-/* Accumulators held in registers at once (of 16 on AVX2; the rest hold operands). */
-#define TILE 6
-
-/* aligned(sizeof(REAL)): loads and stores need not be 32-byte aligned. */
-typedef REAL vec __attribute__((vector_size(VEC_BYTES), aligned(sizeof(REAL))));
-/* The integer vector a comparison of two vecs gives (lanes of all ones or all zeros). */
-#define IVEC_OF(r) __typeof__((r) < (r))
-/* expf for float, exp for double: the sigmoid in the members' own precision. */
-#define EXP(v) _Generic((v), float: expf, default: exp)(v)
-
-static inline vec zero(void) { return (vec){0}; }
-
-static inline vec splat(REAL v) { return zero() + v; }
-
-/* max(z, 0) that keeps NaN, as torch.relu does. */
-static inline vec relu(vec z) {
-    IVEC_OF(z) negative = z < zero();
-    return (vec)((IVEC_OF(z))z & ~negative);
 }
 
-/* grad where h > 0, else 0: aten::threshold_backward(grad, h, 0). */
-static inline vec relu_backward(vec grad, vec h) {
-    IVEC_OF(h) off = h <= zero();
-    return (vec)((IVEC_OF(grad))grad & ~off);
-}
+/*
+ * The mean squared error of `scale * sigmoid(MLP(x))` per lane on the gathered batch, and when
+ * g is not NULL its gradient with respect to the parameters p (g has p's layout).
+ */
+static vec loss_grad(const Net *net, int64_t n_params, const vec *p, vec *g, int64_t batch,
+                     REAL scale) {
+    const int64_t depth = net->depth, *widths = net->widths;
+    vec *acts = net->acts, *delta = net->delta, *delta_prev = net->delta_prev;
 
-/* out[b][o] = bias[o] + sum_i h[b][i] * w[i][o], for a batch of `batch` rows. */
-static void linear(const vec *h, const vec *w, const vec *bias, vec *out,
-                   int64_t batch, int64_t in, int64_t n_out) {
+    /* Forward, keeping every layer's output (after its activation). */
+    const vec *h = acts, *w = p;
+    vec *out = acts + batch * widths[0];
+    for (int64_t k = 0; k < depth; k++) {
+        const int64_t in = widths[k], n_out = widths[k + 1];
+        linear(h, w, w + in * n_out, out, batch, in, n_out, k < depth - 1);
+        if (k == depth - 1)
+            for (int64_t j = 0; j < batch * n_out; j++) out[j] = 1 / (1 + vexp(-out[j]));
+        w += in * n_out + n_out;
+        h = out;
+        out += batch * n_out;
+    }
+
+    /* Loss, and d loss / d z of the output layer (through scale * sigmoid). */
+    vec sum = zero();
+    const vec coef = splat((REAL)2 * scale / (REAL)batch);
     for (int64_t b = 0; b < batch; b++) {
-        const vec *hb = h + b * in;
-        vec *ob = out + b * n_out;
-        int64_t o = 0;
-        for (; o + TILE <= n_out; o += TILE) {
-            vec acc[TILE];
-            for (int t = 0; t < TILE; t++) acc[t] = bias[o + t];
-            for (int64_t i = 0; i < in; i++) {
-                const vec hv = hb[i];
-                const vec *wi = w + i * n_out + o;
-                for (int t = 0; t < TILE; t++) acc[t] += hv * wi[t];
+        const vec s = h[b];
+        const vec diff = s * scale - net->targets[b];
+        sum += diff * diff;
+        delta[b] = diff * coef * s * (splat(1) - s);
+    }
+    if (g) {
+        /* Backward, last layer first. */
+        int64_t offset = n_params, act_offset = batch * net->total_width;
+        for (int64_t k = depth - 1; k >= 0; k--) {
+            const int64_t in = widths[k], n_out = widths[k + 1];
+            offset -= in * n_out + n_out;
+            act_offset -= batch * n_out;
+            const vec *h_in = acts + act_offset - batch * in;
+            linear_grads(h_in, delta, g + offset, g + offset + in * n_out, batch, in, n_out);
+            if (k > 0) {
+                linear_back(delta, p + offset, h_in, delta_prev, batch, in, n_out);
+                vec *swap = delta;
+                delta = delta_prev;
+                delta_prev = swap;
             }
-            for (int t = 0; t < TILE; t++) ob[o + t] = acc[t];
-        }
-        for (; o < n_out; o++) {
-            vec acc = bias[o];
-            for (int64_t i = 0; i < in; i++) acc += hb[i] * w[i * n_out + o];
-            ob[o] = acc;
         }
     }
-}
-
-/* gw[i][o] = sum_b h[b][i] * delta[b][o]; gb[o] = sum_b delta[b][o]. */
-static void linear_grads(const vec *h, const vec *delta, vec *gw, vec *gb,
-                         int64_t batch, int64_t in, int64_t n_out) {
-    for (int64_t i = 0; i < in; i++) {
-        int64_t o = 0;
-        for (; o + TILE <= n_out; o += TILE) {
-            vec acc[TILE];
-            for (int t = 0; t < TILE; t++) acc[t] = zero();
-            for (int64_t b = 0; b < batch; b++) {
-                const vec hv = h[b * in + i];
-                const vec *db = delta + b * n_out + o;
-                for (int t = 0; t < TILE; t++) acc[t] += hv * db[t];
-            }
-            for (int t = 0; t < TILE; t++) gw[i * n_out + o + t] = acc[t];
-        }
-        for (; o < n_out; o++) {
-            vec acc = zero();
-            for (int64_t b = 0; b < batch; b++) acc += h[b * in + i] * delta[b * n_out + o];
-            gw[i * n_out + o] = acc;
-        }
-    }
-    for (int64_t o = 0; o < n_out; o++) {
-        vec acc = zero();
-        for (int64_t b = 0; b < batch; b++) acc += delta[b * n_out + o];
-        gb[o] = acc;
-    }
-}
-
-/* back[b][i] = relu_backward(sum_o delta[b][o] * w[i][o], h[b][i]): the previous layer's delta. */
-static void linear_back(const vec *delta, const vec *w, const vec *h, vec *back,
-                        int64_t batch, int64_t in, int64_t n_out) {
-    for (int64_t b = 0; b < batch; b++) {
-        const vec *db = delta + b * n_out;
-        int64_t i = 0;
-        for (; i + TILE <= in; i += TILE) {
-            vec acc[TILE];
-            for (int t = 0; t < TILE; t++) acc[t] = zero();
-            for (int64_t o = 0; o < n_out; o++) {
-                const vec dv = db[o];
-                for (int t = 0; t < TILE; t++) acc[t] += dv * w[(i + t) * n_out + o];
-            }
-            for (int t = 0; t < TILE; t++)
-                back[b * in + i + t] = relu_backward(acc[t], h[b * in + i + t]);
-        }
-        for (; i < in; i++) {
-            vec acc = zero();
-            for (int64_t o = 0; o < n_out; o++) acc += db[o] * w[i * n_out + o];
-            back[b * in + i] = relu_backward(acc, h[b * in + i]);
-        }
-    }
+    return sum / (REAL)batch;
 }
 
 /*
@@ -144,84 +200,123 @@ static void linear_back(const vec *delta, const vec *w, const vec *h, vec *back,
 void stacked_mlp_loss_grad(int64_t blocks, int64_t depth, const int64_t *widths,
                            int64_t n_params, const REAL *params, REAL *grad, const REAL *x,
                            const REAL *y, const int64_t *idx, int64_t idx_stride,
-                           int64_t batch, REAL scale,
-                           REAL *loss, REAL *work) {
-    int64_t total_width = 0, max_width = 0;
-    for (int64_t k = 0; k <= depth; k++) {
-        total_width += widths[k];
-        if (widths[k] > max_width) max_width = widths[k];
-    }
-    const int64_t features = widths[0];
-    vec *acts = (vec *)work;               /* per layer k: [batch][widths[k]] */
-    vec *delta = acts + batch * total_width;  /* [batch][max width] */
-    vec *delta_prev = delta + batch * max_width;
-
+                           int64_t batch, REAL scale, REAL *loss, REAL *work) {
+    FLUSH_DENORMALS();
+    const Net net = net_of(depth, widths, batch, (vec *)work);
     for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t *rows = idx ? idx + blk * LANES * idx_stride : 0;
+        gather(&net, x, y, rows, idx_stride, 0, batch);
         const vec *p = (const vec *)params + blk * n_params;
         vec *g = grad ? (vec *)grad + blk * n_params : 0;
-        REAL *targets = (REAL *)delta; /* gathered y, [batch][LANES], before delta is used */
-
-        /* Gather each member's rows: acts[0][b][f] lane l = x[row][f]. */
-        for (int64_t l = 0; l < LANES; l++) {
-            const int64_t *rows = idx ? idx + (blk * LANES + l) * idx_stride : 0;
-            for (int64_t b = 0; b < batch; b++) {
-                const int64_t row = rows ? rows[b] : b;
-                REAL *a = (REAL *)(acts + b * features);
-                for (int64_t f = 0; f < features; f++) a[f * LANES + l] = x[row * features + f];
-                targets[b * LANES + l] = y[row];
-            }
-        }
-
-        /* Forward, keeping every layer's output (after its activation). */
-        const vec *h = acts, *w = p;
-        vec *out = acts + batch * features;
-        for (int64_t k = 0; k < depth; k++) {
-            const int64_t in = widths[k], n_out = widths[k + 1];
-            linear(h, w, w + in * n_out, out, batch, in, n_out);
-            if (k < depth - 1) {
-                for (int64_t j = 0; j < batch * n_out; j++) out[j] = relu(out[j]);
-            } else {
-                for (int64_t j = 0; j < batch * n_out; j++)
-                    for (int64_t l = 0; l < LANES; l++) {
-                        REAL z = out[j][l];
-                        out[j][l] = (REAL)1 / ((REAL)1 + EXP(-z));
-                    }
-            }
-            w += in * n_out + n_out;
-            h = out;
-            out += batch * n_out;
-        }
-
-        /* Loss, and d loss / d z of the output layer (through scale * sigmoid). */
-        vec sum = zero();
-        const vec coef = splat((REAL)2 * scale / (REAL)batch);
-        for (int64_t b = 0; b < batch; b++) {
-            const vec s = h[b];
-            const vec diff = s * scale - ((vec *)targets)[b];
-            sum += diff * diff;
-            delta[b] = diff * coef * s * (splat(1) - s);
-        }
-        for (int64_t l = 0; l < LANES; l++) loss[blk * LANES + l] = sum[l] / (REAL)batch;
-        if (!g) continue;
-
-        /* Backward, last layer first; grad has the params' layout. */
-        int64_t offset = n_params, act_offset = batch * total_width;
-        for (int64_t k = depth - 1; k >= 0; k--) {
-            const int64_t in = widths[k], n_out = widths[k + 1];
-            offset -= in * n_out + n_out;
-            act_offset -= batch * n_out;
-            const vec *h_in = acts + act_offset - batch * in;
-            linear_grads(h_in, delta, g + offset, g + offset + in * n_out, batch, in, n_out);
-            if (k > 0) {
-                linear_back(delta, p + offset, h_in, delta_prev, batch, in, n_out);
-                vec *swap = delta;
-                delta = delta_prev;
-                delta_prev = swap;
-            }
-        }
-        delta = acts + batch * total_width;
-        delta_prev = delta + batch * max_width;
+        const vec l = loss_grad(&net, n_params, p, g, batch, scale);
+        for (int64_t lane = 0; lane < LANES; lane++) loss[blk * LANES + lane] = l[lane];
     }
+    RESTORE_DENORMALS();
+}
+
+/* The updates `stacked_mlp_train_epoch` applies (torch.optim's, step for step). */
+enum { UPDATE_SGD = 0, UPDATE_ADAM = 1 };
+/* Per-member values in `hyper`, each [LANES] numbers per block, in this order. */
+enum { H_LR, H_WEIGHT_DECAY, H_MOMENTUM, H_RHO, N_HYPER };
+
+/* torch.optim.SGD (dampening 0, no Nesterov): g += wd * p; with momentum buf = g on the first
+ * step, else buf = momentum * buf + g, and g = buf; p -= lr * g. */
+static void sgd(vec *p, const vec *g, vec *buf, int64_t n, const vec *hyper, int first) {
+    const vec lr = hyper[H_LR], wd = hyper[H_WEIGHT_DECAY], mom = hyper[H_MOMENTUM];
+    for (int64_t j = 0; j < n; j++) {
+        vec d = g[j] + p[j] * wd;
+        if (buf) {
+            buf[j] = first ? d : buf[j] * mom + d;
+            d = buf[j];
+        }
+        p[j] = p[j] - lr * d;
+    }
+}
+
+/* torch.optim.Adam, betas (0.9, 0.999), eps 1e-8, coupled weight decay; `step` counts from 1.
+ * The coefficients are computed in double and rounded to REAL, as PyTorch's fused kernel does;
+ * sqrt(v) is multiplied by 1 / sqrt(1 - beta2^step) where PyTorch divides (one rounding apart:
+ * a division costs as much as the square root, and the update is bound by the two). */
+static void adam(vec *p, const vec *g, vec *m, vec *v, int64_t n, const vec *hyper,
+                 int64_t step) {
+    const double bc1 = 1 - pow(0.9, (double)step), bc2 = 1 - pow(0.999, (double)step);
+    const vec wd = hyper[H_WEIGHT_DECAY];
+    vec step_size;
+    for (int64_t l = 0; l < LANES; l++) step_size[l] = (REAL)((double)hyper[H_LR][l] / bc1);
+    const vec inv_bc2_sqrt = splat((REAL)(1 / sqrt(bc2)));
+    const REAL beta1 = (REAL)0.9, beta2 = (REAL)0.999, eps = (REAL)1e-8;
+    const REAL c1 = (REAL)(1 - 0.9), c2 = (REAL)(1 - 0.999);
+    for (int64_t j = 0; j < n; j++) {
+        const vec d = g[j] + p[j] * wd;
+        m[j] = m[j] * beta1 + d * c1;
+        v[j] = v[j] * beta2 + d * d * c2;
+        const vec denom = vsqrt(v[j]) * inv_bc2_sqrt + eps;
+        p[j] = p[j] - step_size * m[j] / denom;
+    }
+}
+
+/*
+ * One epoch of training, every step fused: per block, for each mini-batch of `batch` rows of
+ * each member's order (the last one shorter): the loss and gradient at w; with `sam` SAM's
+ * second pass (e = rho * g / (||g|| + 1e-12), one norm per member, the gradient again at w + e,
+ * taken at w's place as davda54/sam does); then the update `update` at w with that gradient.
+ *
+ * params, state_a, state_b: [blocks][P] vectors, changed in place; state_a is SGD's momentum
+ * buffer (NULL without momentum) or Adam's first moment, state_b Adam's second moment.
+ * idx: [blocks][n_rows][LANES] row numbers (int32), each member's order for the epoch
+ * (member blk * LANES + l's b-th row at idx[(blk * n_rows + b) * LANES + l]).
+ * hyper: [blocks][N_HYPER][LANES] numbers (lr, weight decay, momentum, SAM rho).
+ * step: optimizer steps taken before this epoch (Adam's count; SGD: 0 starts the buffer).
+ * loss_sum: [blocks * LANES] numbers, out: sum over mini-batches of loss * rows, in batch
+ * order, in REAL (as the PyTorch path accumulates it).
+ */
+void stacked_mlp_train_epoch(int64_t blocks, int64_t depth, const int64_t *widths,
+                             int64_t n_params, REAL *params, REAL *state_a, REAL *state_b,
+                             const REAL *x, const REAL *y, const int32_t *idx, int64_t n_rows,
+                             int64_t batch, REAL scale, int64_t update, const REAL *hyper,
+                             int64_t sam, int64_t step, REAL *loss_sum, REAL *work) {
+    FLUSH_DENORMALS();
+    const Net net = net_of(depth, widths, batch, (vec *)work);
+    vec *g = (vec *)work + net_size(depth, widths, batch);
+    vec *moved = g + n_params; /* w + e for SAM's second pass */
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        vec *p = (vec *)params + blk * n_params;
+        vec *a = state_a ? (vec *)state_a + blk * n_params : 0;
+        vec *b = state_b ? (vec *)state_b + blk * n_params : 0;
+        const vec *h = (const vec *)hyper + blk * N_HYPER;
+        const int32_t *rows = idx + blk * n_rows * LANES;
+        vec total = zero();
+        int64_t t = step;
+        for (int64_t start = 0; start < n_rows; start += batch) {
+            const int64_t rows_now = n_rows - start < batch ? n_rows - start : batch;
+            gather_lanes(&net, x, y, rows + start * LANES, rows_now);
+            total += loss_grad(&net, n_params, p, g, rows_now, scale) * (REAL)rows_now;
+            if (sam) {
+                vec sq[4] = {zero(), zero(), zero(), zero()};
+                int64_t j = 0;
+                for (; j + 4 <= n_params; j += 4)
+                    for (int q = 0; q < 4; q++) sq[q] += g[j + q] * g[j + q];
+                for (; j < n_params; j++) sq[0] += g[j] * g[j];
+                const vec norm = vsqrt((sq[0] + sq[1]) + (sq[2] + sq[3]));
+                const vec coef = h[H_RHO] / (norm + (REAL)1e-12);
+                for (j = 0; j < n_params; j++) moved[j] = p[j] + g[j] * coef;
+                loss_grad(&net, n_params, moved, g, rows_now, scale);
+            }
+            t++;
+            if (update == UPDATE_ADAM)
+                adam(p, g, a, b, n_params, h, t);
+            else
+                sgd(p, g, a, n_params, h, t == 1);
+        }
+        for (int64_t l = 0; l < LANES; l++) loss_sum[blk * LANES + l] = total[l];
+    }
+    RESTORE_DENORMALS();
+}
+
+/* REALs of `work` the functions above need for mini-batches of up to `batch` rows. */
+int64_t stacked_mlp_work_size(int64_t depth, const int64_t *widths, int64_t n_params,
+                              int64_t batch) {
+    return LANES * (net_size(depth, widths, batch) + 2 * n_params);
 }
 
 int64_t stacked_mlp_lanes(void) { return LANES; }
