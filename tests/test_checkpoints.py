@@ -516,14 +516,19 @@ def _soak_module() -> Any:
     return module
 
 
+#: long enough that a run cannot finish between its first checkpoint and the kill that
+#: follows it (the fused kernel trains this study at about 800 epochs a second).
+TINY_EPOCHS = 1500
+
+
 @pytest.fixture
 def tiny_study(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "tiny.toml"
     path.write_text(
         'name = "soak_tiny"\ntask = "obesity"\nkind = "grid"\nmetric = "test_mse"\n'
         'direction = "minimize"\nseeds = [0, 1]\n\n'
-        '[fixed]\nepochs = 300\nbatch_size = 64\ndtype = "float64"\noptimizer = "adam"\n\n'
-        "[space]\nlr = [1e-3, 3e-3]\n"
+        f'[fixed]\nepochs = {TINY_EPOCHS}\nbatch_size = 64\ndtype = "float64"\n'
+        'optimizer = "adam"\n\n[space]\nlr = [1e-3, 3e-3]\n'
     )
     yield path
 
@@ -548,6 +553,6 @@ def test_sweeper_run_killed_twice_finishes_with_identical_results(
     assert result.states == {"completed": 4}
     assert result.mismatches == []  # metrics and curves bit for bit as the uninterrupted run's
     assert result.resumed >= 2  # both restarts continued from a checkpoint
-    assert result.epochs_needed == 4 * 300
+    assert result.epochs_needed == 4 * TINY_EPOCHS
     assert result.epochs_trained < 2 * result.epochs_needed
     assert not list((tmp_path / "soak" / "checkpoints").rglob("state.pt"))
