@@ -39,7 +39,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sweeper.plan import PlannedTrial, canonical_json, grid  # noqa: E402
+from sweeper.canonical import canonical_json  # noqa: E402
+from sweeper.plan import PlannedTrial, grid  # noqa: E402
 from sweeper.store import Store  # noqa: E402
 from sweeper.study import Study, parse_study  # noqa: E402
 from sweeper.tasks import get_task  # noqa: E402

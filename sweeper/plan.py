@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper.canonical import canonical_json
 from sweeper.study import Study
 
 
@@ -24,11 +24,6 @@ class PlannedTrial:
     params: dict[str, Any]
     seed: int
     group: str
-
-
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no spaces: equal values give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def trial_key(task: str, params: Mapping[str, Any], seed: int) -> str:

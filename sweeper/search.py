@@ -30,8 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from sweeper.canonical import canonical_json
 from sweeper.errors import SweeperError
-from sweeper.plan import PlannedTrial, canonical_json, trial_key
+from sweeper.plan import PlannedTrial, trial_key
 from sweeper.samplers import make_pruner, make_sampler
 from sweeper.study import Study
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sweeper.plan import canonical_json, grid, trial_key
+from sweeper.canonical import canonical_json
+from sweeper.plan import grid, trial_key
 from sweeper.study import parse_study
 from sweeper.tasks import get_task
 

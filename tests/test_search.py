@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from sweeper import search
+from sweeper.canonical import canonical_json
 from sweeper.errors import StudyFileError
 from sweeper.launch.options import WorkerOptions
 from sweeper.launch.worker import run_worker
-from sweeper.plan import canonical_json
 from sweeper.store import Store
 from sweeper.study import Study, parse_study
 from sweeper.tasks import get_task

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweeper.canonical import canonical_json
 from sweeper.checkpoints import CheckpointPolicy
 from sweeper.data import resolve_data_dir
 from sweeper.launch.modes import batching
 from sweeper.launch.options import WorkerOptions
-from sweeper.plan import canonical_json
 from sweeper.store import Store, StudyInfo, WorkerId
 from sweeper.study import Study
 from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sweeper.optim.registry import OPTIMIZERS, get_optimizer
+from sweeper.optim.registry import OPTIMIZERS, OptimizerEntry, get_optimizer
 
 if TYPE_CHECKING:
     import torch
@@ -41,9 +41,21 @@ def make_optimizer(
         UnknownNameError: `name` is not a known optimizer; the message lists the valid names.
         ValueError: momentum is non-zero for adam, or `sam_rho` is negative.
     """
+    return optimizer_for(get_optimizer(name), params, lr, weight_decay, momentum, sam_rho)
+
+
+def optimizer_for(
+    entry: OptimizerEntry,
+    params: Iterable[torch.Tensor],
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    sam_rho: float,
+) -> torch.optim.Optimizer:
+    """`make_optimizer` for a registry `entry` (also one outside `REGISTRY`, as model tasks'
+    AdamW). Raises as `make_optimizer` does, but for the name."""
     from sweeper.optim.sam import SAM
 
-    entry = get_optimizer(name)
     optimizer_class = entry.torch_class()
     param_list = list(params)
     kwargs = entry.kwargs(lr, weight_decay, momentum, _fused_supported(param_list))
@@ -61,4 +73,4 @@ def _fused_supported(params: list[torch.Tensor]) -> bool:
     )
 
 
-__all__ = ["OPTIMIZERS", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "make_optimizer", "optimizer_for"]

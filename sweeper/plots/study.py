@@ -111,7 +111,7 @@ def search_means(store: Store, info: StudyInfo) -> list[float | None]:
     for t in trials:
         if t.state == "completed" and t.value is not None:
             by_params.setdefault(t.params, []).append(t.value)
-    from sweeper.plan import canonical_json
+    from sweeper.canonical import canonical_json
 
     out: list[float | None] = []
     for c in history:

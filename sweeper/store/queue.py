@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, Float, bindparam, case, func, select, update
 
-from sweeper.plan import PlannedTrial, canonical_json
+from sweeper.canonical import canonical_json
+from sweeper.plan import PlannedTrial
 from sweeper.store.engine import insert
 from sweeper.store.records import WorkerId
 from sweeper.store.schema import TrialRow

@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from sweeper.canonical import canonical_json
 from sweeper.errors import StudyConflictError
-from sweeper.plan import PlannedTrial, canonical_json
+from sweeper.plan import PlannedTrial
 from sweeper.search import NewProposal, Proposal, TrialResult
 from sweeper.store import queries
 from sweeper.store.engine import insert

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sweeper.canonical import canonical_json
 from sweeper.errors import StudyFileError, TrialDiverged
-from sweeper.plan import canonical_json
 
 P = TypeVar("P", bound=BaseModel)
 

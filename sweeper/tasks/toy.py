@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from sweeper.plan import canonical_json
+from sweeper.canonical import canonical_json
 from sweeper.seeds import derive_seed
 from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
 from sweeper.tasks.common import TaskParams

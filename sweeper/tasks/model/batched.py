@@ -22,11 +22,12 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sweeper.seeds import derive_seed
+from sweeper.tasks.common import diverged
 from sweeper.tasks.model.batchable import NotBatchable, why_not_batched
 from sweeper.tasks.model.hyper import BATCH_SEED, VARY, group_key, train_params
 from sweeper.tasks.model.losses import evaluate
 from sweeper.tasks.model.optimizers import batched_update
-from sweeper.tasks.model.result import ModelResult, diverged
+from sweeper.tasks.model.result import ModelResult
 
 if TYPE_CHECKING:
     import torch

@@ -7,13 +7,13 @@ parameters included, must agree, which `group_key` encodes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sweeper.errors import StudyFileError
+from sweeper.canonical import canonical_json
+from sweeper.tasks.common import validate_params
 from sweeper.tasks.model.optimizers import OPTIMIZERS, takes_momentum
 
 #: what members of one batched group may differ in (each is a per-member column there).
@@ -68,16 +68,7 @@ def train_params(params: Mapping[str, Any]) -> TrainParams:
         StudyFileError: every bad value at once (``parameters {...}: <what is wrong>``), as
             `sweeper.tasks.common.validate_params` words it.
     """
-    try:
-        return TrainParams.model_validate(dict(params))
-    except ValidationError as exc:
-        shown = _canonical_json(dict(params))
-        raise StudyFileError(
-            [
-                f"parameters {shown}: {err['msg'].removeprefix('Value error, ')}"
-                for err in exc.errors()
-            ]
-        ) from None
+    return validate_params(TrainParams, params)
 
 
 def group_key(params: Mapping[str, Any]) -> str:
@@ -92,11 +83,4 @@ def group_key(params: Mapping[str, Any]) -> str:
     shared: dict[str, Any] = {k: v for k, v in params.items() if k not in TRAIN_KEYS}
     shared.update(hyper.model_dump(exclude=set(VARY)))
     shared["sam"] = hyper.sam_rho > 0
-    return _canonical_json(shared)
-
-
-def _canonical_json(value: Any) -> str:
-    # `sweeper.plan.canonical_json`, spelled out: a study's validation reaches this module
-    # (spec -> tasks.resolve -> tasks.model.task), so importing plan (or tasks.common, which
-    # imports it) would close an import circle through plan -> study -> spec.
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return canonical_json(shared)

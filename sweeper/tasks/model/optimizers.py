@@ -111,17 +111,9 @@ def make_optimizer(
         UnknownNameError: see `get_entry`.
         ValueError: momentum with an optimizer that takes none.
     """
-    from sweeper.optim.sam import SAM
+    from sweeper.optim.per_trial import optimizer_for
 
-    entry = get_entry(name)
-    param_list = list(params)
-    fused = bool(param_list) and all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in param_list
-    )
-    kwargs = entry.kwargs(lr, weight_decay, momentum, fused)
-    if sam_rho > 0.0:
-        return SAM(param_list, entry.torch_class(), rho=sam_rho, **kwargs)
-    return entry.torch_class()(param_list, **kwargs)
+    return optimizer_for(get_entry(name), params, lr, weight_decay, momentum, sam_rho)
 
 
 def batched_update(

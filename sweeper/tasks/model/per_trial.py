@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import TrialDiverged
 from sweeper.seeds import derive_seed
+from sweeper.tasks.common import diverged
 from sweeper.tasks.model.hyper import BATCH_SEED, train_params
 from sweeper.tasks.model.losses import evaluate
 from sweeper.tasks.model.optimizers import make_optimizer
-from sweeper.tasks.model.result import ModelResult, diverged
+from sweeper.tasks.model.result import ModelResult
 
 if TYPE_CHECKING:
     import torch

@@ -20,9 +20,3 @@ class ModelResult:
     metrics: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
 
-
-def diverged(name: str, value: float, when: str) -> str:
-    """``diverged: train loss became nan at epoch 3``: the wording of
-    `sweeper.tasks.common.diverged` (which this package cannot import: see
-    `sweeper.tasks.model.hyper`)."""
-    return f"diverged: {name} became {value} {when}"

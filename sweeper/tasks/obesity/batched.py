@@ -299,8 +299,9 @@ def _save(
     """Save each live member's state after `epoch`, one file per member (its trial key)."""
     params = net.unstack(net.flat)
     layout = net.flat.shape
-    rows = {k: net.unstack(v) for k, v in opt.state().items() if v.shape == layout}
-    shared = {k: v.clone() for k, v in opt.state().items() if v.shape != layout}
+    opt_state = opt.state()
+    rows = {k: net.unstack(v) for k, v in opt_state.items() if v.shape == layout}
+    shared = {k: v.clone() for k, v in opt_state.items() if v.shape != layout}
     for i, ckpt in enumerate(ckpts):
         if i in failed:
             continue
