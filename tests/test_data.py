@@ -6,6 +6,8 @@ import hashlib
 import io
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -175,6 +177,49 @@ def test_unknown_category_names_column_and_value(csv_path: Path, tmp_path: Path)
     bad.write_bytes(csv_path.read_bytes().replace(b"Public_Transportation", b"Tram", 1))
     with pytest.raises(DataError, match="column MTRANS has the unknown value 'Tram'"):
         load_encoded(bad)
+
+
+def test_encoding_equals_pandas_reader_bit_for_bit(csv_path: Path) -> None:
+    """The csv-module reader (which spares workers a pandas import) parses every number as
+    pandas does, so results computed before the change stay reproducible."""
+    pd = pytest.importorskip("pandas")
+    x, y = load_encoded(csv_path)
+    frame = pd.read_csv(csv_path)
+    for j, (column, codes) in enumerate(FEATURES.items()):
+        if codes is None and column != "Weight":
+            expected = frame[column].to_numpy(dtype=np.float64)
+            assert np.array_equal(x[:, j].view(np.int64), expected.view(np.int64)), column
+    assert np.array_equal(y, frame["NObeyesdad"].map({c: i for i, c in enumerate(CLASSES)}))
+
+
+def test_a_worker_reads_the_dataset_without_importing_pandas(csv_path: Path) -> None:
+    """pandas costs every worker process half a second of its start; the worker's modules and
+    the obesity loader do not need it."""
+    code = (
+        "import sys; from pathlib import Path; import sweeper.launch.supervisor, "
+        "sweeper.tasks.obesity.task; from sweeper.tasks.obesity.data import load_encoded; "
+        f"load_encoded(Path({str(csv_path)!r})); print('pandas' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_unreadable_numbers_and_short_rows_name_the_column(csv_path: Path, tmp_path: Path) -> None:
+    bad = tmp_path / CSV_NAME
+    lines = csv_path.read_text().splitlines()
+    bad.write_text("\n".join([lines[0], lines[1].replace(",21,", ",twenty-one,", 1), *lines[2:]]))
+    with pytest.raises(DataError, match="column Age has the non-number 'twenty-one'"):
+        load_encoded(bad)
+    short = tmp_path / "short" / CSV_NAME
+    short.parent.mkdir()
+    short.write_text("\n".join([lines[0], lines[1], "Female,21"]))
+    with pytest.raises(DataError, match="line 3 has no value in column Height"):
+        load_encoded(short)
+    missing = tmp_path / "missing" / CSV_NAME
+    missing.parent.mkdir()
+    missing.write_text(lines[0].replace("MTRANS", "Transport") + "\n" + lines[1])
+    with pytest.raises(DataError, match="missing column\\(s\\) MTRANS"):
+        load_encoded(missing)
 
 
 def test_split_sizes_and_seeding(csv_path: Path) -> None:

@@ -82,9 +82,12 @@ def _global_options(
     ] = False,
 ) -> None:
     """Options for every command."""
-    from sweeper.render.text import set_precision
+    if precision is not None or "sweeper.render.text" in sys.modules:
+        # Imported only when needed (it imports pandas: 0.7 s before `sweeper run` can start
+        # its workers); an earlier command in this process may have set it, so reset it then.
+        from sweeper.render.text import set_precision
 
-    set_precision(precision)
+        set_precision(precision)
     setup_logging(-1 if quiet else verbose, err)
 
 

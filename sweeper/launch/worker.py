@@ -30,6 +30,10 @@ from sweeper.study import Study
 from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome
 from sweeper.tasks.resolve import code_identity, task_for, verify_source
 
+#: the first wait of a worker that found nothing queued while others still run trials; each
+#: next wait doubles, up to `WorkerOptions.poll_s`.
+FIRST_IDLE_S = 0.05
+
 
 @dataclass(frozen=True)
 class WorkerReport:
@@ -125,6 +129,7 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
     )
     beat.start()
     claims = 0
+    idle = min(FIRST_IDLE_S, options.poll_s)
     try:
         while options.max_claims is None or claims < options.max_claims:
             _exit_if_orphaned(options)
@@ -144,8 +149,12 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
                 # and this worker finishes them. Leave once nothing is running.
                 if store.counts(info.id)["running"] == 0:
                     break
-                time.sleep(options.poll_s)
+                # Short waits first: the last group usually ends soon after this worker ran
+                # out of work, and the run ends only when every worker has left.
+                time.sleep(idle)
+                idle = min(2 * idle, options.poll_s)
                 continue
+            idle = min(FIRST_IDLE_S, options.poll_s)
             claims += 1
             if search is not None:
                 search.watch(trials)
