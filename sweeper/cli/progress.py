@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -75,13 +76,37 @@ def interactive(console: Console) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Watched:
+    """A study a progress display follows; `planned` as for `StudyProgress`."""
+
+    study_id: int
+    name: str
+    metric: str
+    direction: str
+    planned: int | None = None
+
+
+@dataclass
+class _Row:
+    """What the display remembers of one study between two polls."""
+
+    study: Watched
+    done_before: int = 0
+    best: float | None = None
+    best_for: int = -1
+    best_next: float = 0.0
+    task: TaskID | None = None
+
+
 class StudyProgress:
     """Poll the study's counts and show done/total, failures, running trials, ETA, best so far.
 
     In a terminal (`interactive`), a Rich bar redrawn every `interval` seconds; elsewhere, one
     `progress_line` every `every` seconds and a last one on exit. Use as a context manager
     around the executor; trials done before it starts (a resumed run) count as done but not
-    towards the pace, so the ETA reflects this run's speed only.
+    towards the pace, so the ETA reflects this run's speed only. With `also`, more studies the
+    same workers run next: one bar each, or one line each for those not yet done.
     """
 
     def __init__(
@@ -97,12 +122,13 @@ class StudyProgress:
         interval: float = 0.5,
         every: float = DEFAULT_EVERY_S,
         planned: int | None = None,
+        also: Sequence[Watched] = (),
     ) -> None:
         """`planned`: the trials the study will hold when done, when more than are stored yet
         (a searched study enqueues its configurations as it goes)."""
-        self.store, self.study_id = store, study_id
-        self.name, self.planned = name, planned
-        self.metric, self.direction = metric, direction
+        self.store = store
+        first = Watched(study_id, name, metric, direction, planned)
+        self.rows = [_Row(w) for w in (first, *also)]
         self.console = console
         self.enabled = enabled
         self.bar = enabled and interactive(console)
@@ -110,9 +136,6 @@ class StudyProgress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._began = time.monotonic()
-        self._best: float | None = None
-        self._best_for, self._best_next = -1, 0.0
-        self._done_before = 0
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -126,16 +149,19 @@ class StudyProgress:
             console=console,
             disable=not self.bar,
         )
-        self._task: TaskID | None = None
 
     def __enter__(self) -> StudyProgress:
         if not self.enabled:
             return self
-        now = self.snapshot()
-        self._began, self._done_before = time.monotonic(), now.done
+        nows = [self.snapshot(row) for row in self.rows]
+        self._began = time.monotonic()
+        for row, now in zip(self.rows, nows, strict=True):
+            row.done_before = now.done
+            if self.bar:
+                label = "trials" if len(self.rows) == 1 else row.study.name
+                row.task = self.progress.add_task(label, total=now.total, completed=now.done)
+                self._draw(row, now)
         if self.bar:
-            self._task = self.progress.add_task("trials", total=now.total, completed=now.done)
-            self._draw(now)
             self.progress.start()
         self._thread = threading.Thread(target=self._poll, name="progress", daemon=True)
         self._thread.start()
@@ -159,25 +185,26 @@ class StudyProgress:
         finally:
             self.progress.stop()
 
-    def snapshot(self, *, final: bool = False) -> Snapshot:
+    def snapshot(self, row: _Row, *, final: bool = False) -> Snapshot:
         """The study's counts and best value now (two reads of the database).
 
         The best seed mean groups every completed trial (0.2 s at 100,000 trials), so it is
         read again only when trials completed since, and at most once per ten times what the
         last read took (the display may lag on huge studies, the run does not)."""
-        counts = self.store.counts(self.study_id)
+        study = row.study
+        counts = self.store.counts(study.study_id)
         now = time.monotonic()
-        if counts["completed"] != self._best_for and (final or now >= self._best_next):
-            self._best = self.store.best_value(self.study_id, self.direction)
+        if counts["completed"] != row.best_for and (final or now >= row.best_next):
+            row.best = self.store.best_value(study.study_id, study.direction)
             took = time.monotonic() - now
-            self._best_for, self._best_next = counts["completed"], now + 10 * took
+            row.best_for, row.best_next = counts["completed"], now + 10 * took
         return Snapshot(
             done=counts["completed"] + counts["failed"] + counts["pruned"],
-            total=max(sum(counts.values()), self.planned or 0),
+            total=max(sum(counts.values()), study.planned or 0),
             failed=counts["failed"],
             pruned=counts["pruned"],
             running=counts["running"],
-            best=self._best,
+            best=row.best,
         )
 
     def _poll(self) -> None:
@@ -188,21 +215,31 @@ class StudyProgress:
                 continue
 
     def _show(self, *, final: bool = False) -> None:
-        now = self.snapshot(final=final)
-        if self.bar:
-            self._draw(now)
-            return
-        line = progress_line(
-            self.name, now, time.monotonic() - self._began, self._done_before, self.metric
-        )
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        lines = []
+        for row in self.rows:
+            now = self.snapshot(row, final=final)
+            if self.bar:
+                self._draw(row, now)
+                continue
+            # With several studies, a tick shows those being worked on (or else the next one);
+            # each says it is done in the last lines.
+            active = now.done < now.total and (now.running > 0 or now.done > row.done_before)
+            waiting = now.done < now.total and not active
+            elapsed = time.monotonic() - self._began
+            text = progress_line(row.study.name, now, elapsed, row.done_before, row.study.metric)
+            lines.append((text, final or len(self.rows) == 1 or active, waiting))
+        shown = [text for text, show, _ in lines if show]
+        if not shown:
+            shown = [text for text, _, waiting in lines if waiting][:1]
+        for text in shown:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    def _draw(self, now: Snapshot) -> None:
-        if self._task is None:
+    def _draw(self, row: _Row, now: Snapshot) -> None:
+        if row.task is None:
             return
-        best = f"{self.metric} {now.best:.4g}" if now.best is not None else "-"
+        best = f"{row.study.metric} {now.best:.4g}" if now.best is not None else "-"
         self.progress.update(
-            self._task,
+            row.task,
             total=now.total,
             completed=now.done,
             failed=now.failed,

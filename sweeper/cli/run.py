@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,7 +36,8 @@ from sweeper.cli.progress import DEFAULT_EVERY_S
 from sweeper.launch.options import DEFAULT_MAX_TRIALS, RunOptions
 
 if TYPE_CHECKING:
-    from sweeper.launch.run import RunSummary
+    from sweeper.launch.run import RunSummary, Started
+    from sweeper.store import Store
     from sweeper.study import Study
 
 MaxTrialsOpt = Annotated[
@@ -87,11 +89,12 @@ MAX_REASONS = 5
 
 @command()
 def run(
-    study_file: Annotated[
-        Path,
+    study_files: Annotated[
+        list[Path],
         typer.Argument(
-            help="The study's TOML file, or a packaged study's name (quick, obesity, ...).",
-            metavar="STUDY_FILE",
+            help="The study's TOML file, or a packaged study's name (quick, obesity, ...); "
+            "several run one after the other on the same workers, started once.",
+            metavar="STUDY_FILE...",
         ),
     ],
     db: DbOpt = None,
@@ -121,6 +124,9 @@ def run(
 
     Example: sweeper run studies/quick.toml --workers 2
 
+    Several studies (sweeper run obesity obesity_sam200) are all checked before any is
+    touched, then run by the same workers, each once the one before has nothing queued.
+
     Exit codes: 0 every trial completed; 1 an error (nothing run, or the run stopped); 2 a
     usage error; 3 the run finished but trials of the study failed (their errors, grouped, on
     stderr); 130 interrupted by Ctrl-C, 143 by SIGTERM (the trials in flight back in the queue).
@@ -128,13 +134,21 @@ def run(
     from sweeper.studies import resolve
     from sweeper.study import load_study
 
-    study = load_study(resolve(study_file))
+    studies = [load_study(resolve(f)) for f in study_files]
+    names = [s.name for s in studies]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise typer.BadParameter(
+            f"study {', '.join(map(repr, twice))} given more than once (each study file names "
+            "its study; run a study once per command)",
+            param_hint="STUDY_FILE...",
+        )
     options = RunOptions(
         workers, threads, max_retries, data_dir, device, backend, scheduler, mode,
         group_size, max_memory, lease, code_changed, max_trials, force_workers,
         checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
-    _run(study, db, options, progress=progress, every=progress_every, show_table=table)
+    _run(studies, db, options, progress=progress, every=progress_every, show_table=table)
 
 
 @command()
@@ -179,7 +193,7 @@ def resume(
         group_size, max_memory, lease, code_changed, max_trials, force_workers,
         checkpoint_every_s=checkpoint_every,
     )  # fmt: skip
-    _run(study, db, options, progress=progress, every=progress_every, show_table=table)
+    _run([study], db, options, progress=progress, every=progress_every, show_table=table)
 
 
 @command()
@@ -252,7 +266,7 @@ def worker(
 
 
 def _run(
-    study: Study,
+    studies: Sequence[Study],
     db: str | None,
     options: RunOptions,
     *,
@@ -260,56 +274,76 @@ def _run(
     every: float,
     show_table: bool,
 ) -> None:
-    """Run `study` and report on it: progress on stderr, the summary and table on stdout.
+    """Run the `studies` (on the same workers, in order) and report on each: progress on
+    stderr, the summaries and tables on stdout.
+
+    Every study is checked before any is saved or queued (`sweeper.launch.run.start_all`).
 
     Raises:
-        typer.Exit: with `EXIT_TRIALS_FAILED` when the study has failed trials at the end (its
+        typer.Exit: with `EXIT_TRIALS_FAILED` when a study has failed trials at the end (its
             errors summed up on stderr), with 130 or 143 when a signal stopped the run.
     """
     from sweeper.cli.console import quiet
-    from sweeper.cli.progress import StudyProgress
-    from sweeper.launch.run import execute, start, summarize
+    from sweeper.cli.progress import StudyProgress, Watched
+    from sweeper.launch.run import execute, start_all, summarize
     from sweeper.store import Store
 
-    started = start(study, db, options)
-    out.print(
-        f"[bold]{study.name}[/]: {started.planned} trials ({', '.join(started.notes)}); "
-        f"{started.todo} to run on {started.where} ({started.mode})"
-    )
+    started = start_all(studies, db, options)
+    for study, s in zip(studies, started, strict=True):
+        out.print(
+            f"[bold]{study.name}[/]: {s.planned} trials ({', '.join(s.notes)}); "
+            f"{s.todo} to run on {s.where} ({s.mode})"
+        )
     began = time.time()
-    if started.todo:
+    todo = [s for s in started if s.todo]
+    if todo:
+        first, rest = todo[0], todo[1:]
         with (
-            Store(started.url) as store,
+            Store(first.url) as store,
             StudyProgress(
                 store,
-                started.study_id,
-                name=study.name,
-                metric=study.metric,
-                direction=study.direction,
+                first.study_id,
+                name=first.study.name,
+                metric=first.study.metric,
+                direction=first.study.direction,
                 console=err,
                 enabled=progress and not quiet(),
                 every=every,
-                planned=started.planned,
+                planned=first.planned,
+                also=[
+                    Watched(s.study_id, s.study.name, s.study.metric, s.study.direction, s.planned)
+                    for s in rest
+                ],
             ),
         ):
             try:
-                execute(started, on_event=_print_event)
+                execute(first, on_event=_print_event, then=rest)
             except KeyboardInterrupt as exc:
                 # The workers put the trials they were running back (attempts unchanged).
-                counts = store.counts(started.study_id)
-                text = (
-                    f"{counts['completed']} of {started.stored} trials completed and saved. Run "
-                    f"the same command again (or `sweeper resume {study.name}`) to finish."
-                )
-                raise typer.Exit(_interrupted(exc, text)) from None
-    summary = summarize(started.url, study.name, time.time() - began)
-    _print_summary(summary)
-    if show_table:
-        _print_table(study, started.url)
-    if summary.failed:
+                raise typer.Exit(_interrupted(exc, _saved_text(store, todo))) from None
+    elapsed = time.time() - began
+    summaries = [summarize(s.url, s.study.name, elapsed) for s in started]
+    for study, s, summary in zip(studies, started, summaries, strict=True):
+        _print_summary(summary)
+        if show_table:
+            _print_table(study, s.url)
+    failed = [summary for summary in summaries if summary.failed]
+    for summary in failed:
         # Last, so that it is what a terminal shows at the end and what a log's tail holds.
         err.print(failure_summary(summary), markup=False, highlight=False, soft_wrap=True)
+    if failed:
         raise typer.Exit(EXIT_TRIALS_FAILED)
+
+
+def _saved_text(store: Store, started: Sequence[Started]) -> str:
+    """What an interrupted run kept, and how to finish."""
+    saved = []
+    for s in started:
+        counts = store.counts(s.study_id)
+        of = f" of {s.study.name}" if len(started) > 1 else ""
+        saved.append(f"{counts['completed']} of {s.stored} trials{of}")
+    resume = f" (or `sweeper resume {started[0].study.name}`)" if len(started) == 1 else ""
+    return f"{'; '.join(saved)} completed and saved. Run the same command again{resume} to finish."
 
 
 def _print_table(study: Study, url: str) -> None:

@@ -11,14 +11,15 @@ existing Dask cluster, whose workers may sit on other hosts and share the study'
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from sweeper.errors import SweeperError
 from sweeper.launch import signals
-from sweeper.launch.options import WorkerOptions
+from sweeper.launch.options import Job, WorkerOptions
 from sweeper.launch.supervisor import OnEvent, supervise
-from sweeper.launch.worker import WorkerReport, run_worker
+from sweeper.launch.worker import WorkerReport, run_jobs
 from sweeper.registry import choose
 
 
@@ -26,7 +27,9 @@ class Launcher(Protocol):
     """A backend: run `workers` workers on the study until it is done; their reports.
 
     `on_event` gets one line of text when something happens to a worker that a person should
-    know (a worker died and was replaced); a backend may never call it.
+    know (a worker died and was replaced); a backend may never call it. `then`: more studies
+    the same workers take next, each once the one before has nothing queued (one start of the
+    workers for several studies); one report per worker and study.
     """
 
     def __call__(
@@ -38,7 +41,18 @@ class Launcher(Protocol):
         scheduler: str | None = None,
         *,
         on_event: OnEvent | None = None,
+        then: Sequence[Job] = (),
     ) -> list[WorkerReport]: ...
+
+
+def _jobs(study_name: str, options: WorkerOptions, then: Sequence[Job], **same: Any) -> list[Job]:
+    """The studies in order, each with `same` set in its options; a worker moves on from any
+    but the last as soon as nothing is queued there (see `WorkerOptions.linger`)."""
+    jobs = [(study_name, options), *then]
+    return [
+        (name, replace(opts, **same, linger=opts.linger and i == len(jobs) - 1))
+        for i, (name, opts) in enumerate(jobs)
+    ]
 
 
 def launch_local(
@@ -49,8 +63,10 @@ def launch_local(
     scheduler: str | None = None,
     *,
     on_event: OnEvent | None = None,
+    then: Sequence[Job] = (),
 ) -> list[WorkerReport]:
-    """Run `workers` workers (default: one per core) on this machine until the study is done.
+    """Run `workers` workers (default: one per core) on this machine until the study (and
+    those of `then`) is done.
 
     A worker process that dies is replaced and its trials go back to the queue (see
     `sweeper.launch.supervisor`); `on_event` hears of it.
@@ -65,10 +81,10 @@ def launch_local(
     n = workers or os.cpu_count() or 1
     if n == 1:
         with signals.raising():
-            return [run_worker(db_url, study_name, options)]
+            return run_jobs(db_url, _jobs(study_name, options, then))
     # Workers exit when this process dies (kill -9), so a killed run leaves no orphan training.
-    opts = replace(options, parent_pid=os.getpid(), share=n)
-    return supervise(db_url, study_name, n, opts, on_event or _ignore)
+    jobs = _jobs(study_name, options, then, parent_pid=os.getpid(), share=n)
+    return supervise(db_url, jobs, n, on_event or _ignore)
 
 
 def _ignore(line: str) -> None:
@@ -83,8 +99,10 @@ def launch_dask(
     scheduler: str | None = None,
     *,
     on_event: OnEvent | None = None,
+    then: Sequence[Job] = (),
 ) -> list[WorkerReport]:
-    """Run workers on the Dask cluster at `scheduler`, through joblib's Dask backend.
+    """Run workers on the Dask cluster at `scheduler`, through joblib's Dask backend (on the
+    study, then on those of `then`).
 
     Args:
         workers: how many sweeper workers to start (default: one per Dask worker thread).
@@ -111,12 +129,12 @@ def launch_dask(
     with client:
         threads = client.nthreads()  # type: ignore[no-untyped-call]
         n = workers or max(1, sum(threads.values()))
-        opts = replace(options, share=n)
+        jobs = _jobs(study_name, options, then, share=n)
         with parallel_config(backend="dask"):
-            reports: list[WorkerReport] = Parallel(n_jobs=n)(
-                delayed(run_worker)(db_url, study_name, opts) for _ in range(n)
+            per_worker: list[list[WorkerReport]] = Parallel(n_jobs=n)(
+                delayed(run_jobs)(db_url, jobs) for _ in range(n)
             )
-    return reports
+    return [report for reports in per_worker for report in reports]
 
 
 #: backend name -> launcher; a new backend (Ray, SLURM) is one entry here, passing the same

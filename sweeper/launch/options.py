@@ -116,6 +116,9 @@ class WorkerOptions:
         parent_pid: exit as soon as this process is gone (local workers of a killed run).
         max_claims: stop after this many claims (None: until the study is finished).
         poll_s: how often to look again while other workers still run the last trials.
+        linger: with nothing queued, stay while other workers still run trials (to finish
+            those a dying worker gives back); False moves on at once (to a run's next study:
+            the supervisor re-queues a dead worker's trials and its replacement starts there).
         max_retries: a trial whose worker process dies goes back to the queue while its
             attempts are at most this many, and fails after (local workers' supervisor).
         checkpoint_every_s: seconds between two checkpoints of a running trial; 0: none.
@@ -132,5 +135,11 @@ class WorkerOptions:
     parent_pid: int | None = None
     max_claims: int | None = None
     poll_s: float = 1.0
+    linger: bool = True
     max_retries: int = 1
     checkpoint_every_s: float = 60.0
+
+
+#: a study to work on, by name, and how its workers run it. The workers of a run with several
+#: studies take them in order: each one's queue until it is empty, then the next's.
+Job = tuple[str, WorkerOptions]

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,14 +117,51 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
             Dask scheduler (unreachable) or the database; nothing is written when the input is
             at fault.
     """
-    from sweeper.data import resolve_data_dir
-    from sweeper.plan import grid
+    return start_all([study], db, options)[0]
+
+
+def start_all(studies: Sequence[Study], db: str | None, options: RunOptions) -> list[Started]:
+    """`start` for several studies of one database: every study is checked before any is
+    saved, so that a mistake in the last one writes nothing.
+
+    Raises:
+        As `start`.
+    """
     from sweeper.store import Store, resolve_url
-    from sweeper.store.provenance import provenance
-    from sweeper.tasks.resolve import code_identity, task_for
 
     # Everything that can be wrong with the input is checked before the database is touched.
     options = check(options)
+    if options.backend == "dask" and options.scheduler:
+        from sweeper.launch.dask_check import check_scheduler
+
+        check_scheduler(options.scheduler)
+    prepared = [_prepare(study, options) for study in studies]
+    url = resolve_url(db)
+    with Store(url, create=True) as store:
+        for p in prepared:
+            if p.code is not None:
+                _check_code(store, p.study, p.code.sha256, p.code.path, options.code_changed)
+        return [_save(store, p, url, options) for p in prepared]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A study checked and planned, not yet saved."""
+
+    study: Study
+    task: Any
+    code: Any
+    plan: list[Any]
+    worker: WorkerOptions
+    mode: str
+
+
+def _prepare(study: Study, options: RunOptions) -> _Prepared:
+    """Check one study against the (checked) options and plan its grid; writes nothing."""
+    from sweeper.data import resolve_data_dir
+    from sweeper.plan import grid
+    from sweeper.tasks.resolve import code_identity, task_for
+
     check_size(study, options.max_trials)
     task = task_for(study)
     code = code_identity(study)
@@ -137,32 +174,31 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
     # Local workers get the resolved directory; remote ones resolve their own unless told.
     worker_data = data if options.backend == "local" or options.data_dir else None
     worker, mode = worker_options(study, task, options, worker_data)
-    if options.backend == "dask" and options.scheduler:
-        from sweeper.launch.dask_check import check_scheduler
+    return _Prepared(study, task, code, plan, worker, mode)
 
-        check_scheduler(options.scheduler)
-    url = resolve_url(db)
 
-    with Store(url, create=True) as store:
-        if code is not None:
-            _check_code(store, study, code.sha256, code.path, options.code_changed)
-        source = Path(study.source) if study.source and Path(study.source).is_file() else None
-        facts = provenance(source)
-        if code is not None:
-            facts.update(code_hash=code.sha256, code=code.source)
-        report = store.save_study(study, plan, provenance=facts)
-        planned, proposed = report.total, 0
-        if study.searched:
-            from sweeper.search import seed_plan
+def _save(store: Store, p: _Prepared, url: str, options: RunOptions) -> Started:
+    """Save a prepared study, queue what is missing; what `start` returns for it."""
+    from sweeper.store.provenance import provenance
 
-            proposals = store.proposals(report.study_id)
-            proposed = len(proposals)
-            report = store.save_study(study, seed_plan(study, proposals, task.group_key))
-            budget = max(study.budget or 0, proposed)
-            planned = report.total + (budget - proposed) * len(study.seeds)
-        lost = store.requeue_lost(report.study_id, socket.gethostname(), pid_alive)
-        retried = store.requeue_failed(report.study_id, options.max_retries)
-        counts = store.counts(report.study_id)
+    study, task, code = p.study, p.task, p.code
+    source = Path(study.source) if study.source and Path(study.source).is_file() else None
+    facts = provenance(source)
+    if code is not None:
+        facts.update(code_hash=code.sha256, code=code.source)
+    report = store.save_study(study, p.plan, provenance=facts)
+    planned, proposed = report.total, 0
+    if study.searched:
+        from sweeper.search import seed_plan
+
+        proposals = store.proposals(report.study_id)
+        proposed = len(proposals)
+        report = store.save_study(study, seed_plan(study, proposals, task.group_key))
+        budget = max(study.budget or 0, proposed)
+        planned = report.total + (budget - proposed) * len(study.seeds)
+    lost = store.requeue_lost(report.study_id, socket.gethostname(), pid_alive)
+    retried = store.requeue_failed(report.study_id, options.max_retries)
+    counts = store.counts(report.study_id)
     notes = [f"{report.added} new" if not report.created else "new study"]
     if study.searched:
         notes = [
@@ -185,13 +221,13 @@ def start(study: Study, db: str | None, options: RunOptions) -> Started:
         study_id=report.study_id,
         url=shareable(url),
         options=options,
-        worker=worker,
+        worker=p.worker,
         planned=planned,
         stored=report.total,
         todo=counts["queued"] + counts["running"] + planned - report.total,
         notes=tuple(notes),
         where=where,
-        mode=mode,
+        mode=p.mode,
     )
 
 
@@ -217,24 +253,40 @@ def _check_code(store: Any, study: Study, sha256: str, path: str, policy: str) -
     )
 
 
-def execute(started: Started, on_event: Callable[[str], None] | None = None) -> list[WorkerReport]:
+def execute(
+    started: Started,
+    on_event: Callable[[str], None] | None = None,
+    *,
+    then: Sequence[Started] = (),
+) -> list[WorkerReport]:
     """Run the workers until the study has no trial left to run (nothing when `todo` is 0).
+
+    `then`: more started studies (of the same database and options) for the same workers,
+    each once the one before has nothing queued: one start of the workers for several studies.
 
     KeyboardInterrupt (`sweeper.launch.signals.Interrupted` on SIGINT or SIGTERM) passes through
     after the workers have put their unfinished trials back. `on_event` gets one line when a
     worker dies and is replaced.
+
+    Raises:
+        ValueError: the studies of `then` do not share `started`'s database and options.
     """
-    if not started.todo:
+    runs = [s for s in (started, *then) if s.todo]
+    if not runs:
         return []
-    launcher = BACKENDS[started.options.backend]
-    options = started.options
+    first = runs[0]
+    if any(s.url != first.url or s.options != first.options for s in runs[1:]):
+        raise ValueError("studies run by the same workers need one database and one set of options")
+    options = first.options
+    launcher = BACKENDS[options.backend]
     return launcher(
-        started.url,
-        started.study.name,
+        first.url,
+        first.study.name,
         options.workers,
-        started.worker,
+        first.worker,
         options.scheduler,
         on_event=on_event,
+        then=[(s.study.name, s.worker) for s in runs[1:]],
     )
 
 

@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -39,8 +39,8 @@ from typing import Any
 
 from sweeper.errors import SweeperError
 from sweeper.launch import signals
-from sweeper.launch.options import WorkerOptions
-from sweeper.launch.worker import WorkerReport, held, release_running, run_worker
+from sweeper.launch.options import Job
+from sweeper.launch.worker import WorkerReport, held, release_running, run_jobs
 from sweeper.store import Store, StudyInfo, WorkerId
 from sweeper.tasks.base import TrialOutcome
 
@@ -65,25 +65,26 @@ class _Slot:
     worker: WorkerId
 
 
-def supervise(
-    db_url: str, study_name: str, n: int, options: WorkerOptions, on_event: OnEvent
-) -> list[WorkerReport]:
-    """Run `n` worker processes on `study_name` until it is done; their reports.
+def supervise(db_url: str, jobs: Sequence[Job], n: int, on_event: OnEvent) -> list[WorkerReport]:
+    """Run `n` worker processes on the `jobs`' studies until they are done; their reports
+    (one per worker and study).
 
     Raises:
         Interrupted: SIGINT or SIGTERM; every trial the workers held is back in the queue.
         SweeperError: workers kept dying and none is left to finish the study.
         Exception: what a worker raised (the others were stopped first).
     """
-    return _Supervisor(db_url, study_name, n, options, on_event).run()
+    if not jobs:
+        return []
+    return _Supervisor(db_url, list(jobs), n, on_event).run()
 
 
-def _child(
-    outbox: Connection, db_url: str, study_name: str, options: WorkerOptions, nonce: str
-) -> None:
-    """A worker process: run `run_worker`, then send ``(kind, value)`` to the supervisor.
+def _child(outbox: Connection, db_url: str, jobs: Sequence[Job], nonce: str) -> None:
+    """A worker process: run `run_worker` on each job in turn, then send ``(kind, value)`` to
+    the supervisor.
 
-    ``("report", WorkerReport)``, ``("interrupted", signum)`` or ``("error", exception)``. It
+    ``("report", [WorkerReport, ...])``, ``("interrupted", signum)`` or ``("error",
+    exception)``. It
     starts with SIGINT and SIGTERM blocked (`_Supervisor._start`) and unblocks them only once
     they raise `Interrupted`; the first one also makes later ones ignored, so that the message
     is always sent.
@@ -95,9 +96,9 @@ def _child(
     try:
         try:
             signals.unblock()
-            report = run_worker(db_url, study_name, options, me=me)
+            reports = run_jobs(db_url, jobs, me=me)
             signals.ignore()
-            message = ("report", report)
+            message = ("report", reports)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - the supervisor raises it
@@ -157,11 +158,11 @@ def _plural(n: int, word: str) -> str:
 
 
 class _Supervisor:
-    def __init__(
-        self, db_url: str, study_name: str, n: int, options: WorkerOptions, on_event: OnEvent
-    ) -> None:
-        self.db_url, self.study_name, self.n = db_url, study_name, n
-        self.options, self.on_event = options, on_event
+    def __init__(self, db_url: str, jobs: list[Job], n: int, on_event: OnEvent) -> None:
+        self.db_url, self.jobs, self.n = db_url, jobs, n
+        # One run, one retry policy (every job's options come from the same run options).
+        self.max_retries = jobs[0][1].max_retries
+        self.on_event = on_event
         self.mp = multiprocessing.get_context("spawn")
         self.slots: list[_Slot] = []  # the live ones
         self.workers: list[WorkerId] = []  # every worker started, for the final clean-up
@@ -169,7 +170,7 @@ class _Supervisor:
         self.replaced = 0
         self.unreplaced = 0  # deaths without a replacement
         self.store: Store | None = None
-        self.info: StudyInfo | None = None
+        self.infos: list[StudyInfo] | None = None
 
     def run(self) -> list[WorkerReport]:
         try:
@@ -203,7 +204,7 @@ class _Supervisor:
         nonce = os.urandom(4).hex()
         process = self.mp.Process(
             target=_child,
-            args=(outbox, self.db_url, self.study_name, self.options, nonce),
+            args=(outbox, self.db_url, self.jobs, nonce),
             name=f"sweeper-worker-{number}",
         )
         # Blocked while it starts, so that a Ctrl-C cannot kill it before it can put its
@@ -226,7 +227,7 @@ class _Supervisor:
         message: tuple[str, Any] = _receive(slot.inbox) or ("died", None)
         kind, value = message
         if kind == "report":
-            self.reports.append(value)
+            self.reports.extend(value)
         elif kind == "error" and stops.signum is None:
             self._stop(stops)
             raise value
@@ -266,57 +267,67 @@ class _Supervisor:
         if failed:
             parts.append(
                 f"{_plural(failed, 'trial')} failed (no attempts left, "
-                f"--max-retries {self.options.max_retries})"
+                f"--max-retries {self.max_retries})"
             )
         return "its " + " and ".join(parts)
 
     # -- the database -------------------------------------------------------------------------
 
-    def _open(self) -> tuple[Store, StudyInfo]:
+    def _open(self) -> tuple[Store, list[StudyInfo]]:
         if self.store is None:
             self.store = Store(self.db_url)
-        if self.info is None:
-            self.info = self.store.study(self.study_name)
-        return self.store, self.info
+        if self.infos is None:
+            self.infos = [self.store.study(name) for name, _ in self.jobs]
+        return self.store, self.infos
 
     def _recover(self, worker: WorkerId, how: str) -> tuple[int, int]:
         """Re-queue the trials a dead worker was running, or fail those out of attempts.
 
         Returns:
-            (re-queued, failed).
+            (re-queued, failed), over every study of the run.
         """
-        store, info = self._open()
-        trials = held(store, info.id, [worker])[worker.token]
-        over = [t for t, attempts in trials if attempts > self.options.max_retries]
-        failed = 0
-        if over:
-            reason = (
-                f"worker process {worker.pid} on {worker.host} died ({how}) while running this "
-                f"trial, and no attempts are left (--max-retries {self.options.max_retries})"
-            )
-            if how == "SIGKILL":
-                reason += "; SIGKILL is what the out-of-memory killer sends"
-            outcomes = [TrialOutcome(t, error=reason) for t in over]
-            failed = store.record(worker, outcomes, info.study.metric, code_hash=info.code_hash)
-        # Only this worker's trials: the pid of every other process counts as alive.
-        requeued = store.requeue_lost(info.id, worker.host, lambda pid: pid != worker.pid)
+        store, infos = self._open()
+        requeued = failed = 0
+        for info in infos:
+            trials = held(store, info.id, [worker])[worker.token]
+            over = [t for t, attempts in trials if attempts > self.max_retries]
+            if over:
+                reason = (
+                    f"worker process {worker.pid} on {worker.host} died ({how}) while running "
+                    f"this trial, and no attempts are left (--max-retries {self.max_retries})"
+                )
+                if how == "SIGKILL":
+                    reason += "; SIGKILL is what the out-of-memory killer sends"
+                outcomes = [TrialOutcome(t, error=reason) for t in over]
+                failed += store.record(
+                    worker, outcomes, info.study.metric, code_hash=info.code_hash
+                )
+            # Only this worker's trials: the pid of every other process counts as alive.
+            requeued += store.requeue_lost(info.id, worker.host, lambda pid: pid != worker.pid)
         return requeued, failed
 
     def _work_left(self) -> bool:
-        store, info = self._open()
-        counts = store.counts(info.id)
-        return info.study.searched or counts["queued"] + counts["running"] > 0
+        store, infos = self._open()
+        for info in infos:
+            counts = store.counts(info.id)
+            if info.study.searched or counts["queued"] + counts["running"] > 0:
+                return True
+        return False
 
     def _check_finished(self) -> None:
         """Raise if dead workers left trials that no worker of this run will finish."""
-        store, info = self._open()
-        counts = store.counts(info.id)
-        left = counts["queued"] + counts["running"]
+        store, infos = self._open()
+        lefts = {}
+        for info in infos:
+            counts = store.counts(info.id)
+            lefts[info.study.name] = counts["queued"] + counts["running"]
+        left = sum(lefts.values())
         if left:
+            names = ", ".join(repr(name) for name, n in lefts.items() if n)
             raise SweeperError(
                 f"worker processes kept dying ({self.replaced + self.unreplaced} in this run, "
                 f"{self.replaced} replaced), leaving {_plural(left, 'trial')} of "
-                f"{self.study_name!r} in the queue: run the same command again to finish them "
+                f"{names} in the queue: run the same command again to finish them "
                 "(SIGKILL usually means out of memory: try fewer --workers or a smaller "
                 "--max-memory)"
             )
@@ -326,8 +337,9 @@ class _Supervisor:
     def _stop(self, stops: signals.Stops) -> None:
         """Stop every worker (`_halt`), then put back whatever trials they still hold."""
         self._halt(stops)
-        store, info = self._open()
-        release_running(store, info.id, self.workers)
+        store, infos = self._open()
+        for info in infos:
+            release_running(store, info.id, self.workers)
 
     def _halt(self, stops: signals.Stops | None) -> None:
         """Tell every worker to stop, give them `STOP_GRACE_S`, then kill those still there.

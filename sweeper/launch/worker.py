@@ -24,7 +24,7 @@ from sweeper.canonical import canonical_json
 from sweeper.checkpoints import CheckpointPolicy
 from sweeper.data import resolve_data_dir
 from sweeper.launch.modes import batching
-from sweeper.launch.options import WorkerOptions
+from sweeper.launch.options import Job, WorkerOptions
 from sweeper.store import Store, StudyInfo, WorkerId
 from sweeper.study import Study
 from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome
@@ -64,6 +64,12 @@ def run_worker(
         except KeyboardInterrupt:
             release_running(store, info.id, [me])
             raise
+
+
+def run_jobs(db_url: str, jobs: Sequence[Job], *, me: WorkerId | None = None) -> list[WorkerReport]:
+    """`run_worker` on each study of `jobs` in turn (one process start for several studies);
+    one report per study."""
+    return [run_worker(db_url, name, options, me=me) for name, options in jobs]
 
 
 def held(
@@ -147,7 +153,7 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
                 # Nothing queued. Stay while other workers still run trials: if one of
                 # them dies, its trials come back to the queue when their lease expires,
                 # and this worker finishes them. Leave once nothing is running.
-                if store.counts(info.id)["running"] == 0:
+                if not options.linger or store.counts(info.id)["running"] == 0:
                     break
                 # Short waits first: the last group usually ends soon after this worker ran
                 # out of work, and the run ends only when every worker has left.
