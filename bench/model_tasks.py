@@ -1,11 +1,14 @@
-"""Model tasks: a group trained batched (torch.func, one vmapped model) vs one trial at a time.
+"""Model tasks: a group trained batched (torch.func or the C kernel) vs one trial at a time.
 
 Two user models on synthetic classification data (made here): an MLP classifier and a small
 1-D CNN. Each contender trains the same configurations (learning rate x weight decay x seeds,
-Adam by default) for the same epochs; per-trial is `train_per_trial` in a loop, batched is one
-`train_batched` call. Both run in this process, with the torch threads given (2 by default,
-the project's reference machine). Before timing, the two paths' metrics are compared (float64
-runs of two members) so that a speed-up never comes from doing something else.
+Adam by default) for the same epochs; per-trial is `train_per_trial` in a loop, torch.func is
+one `train_batched` call with the kernel off (``SWEEPER_NATIVE=0``), and kernel is the same
+call where the C kernel takes the group (the MLP, a plain one: `sweeper.tasks.model.lanes`).
+All run in this process, with the torch threads given (2 by default, the project's reference
+machine; the kernel itself runs on one). Wall-clock and CPU seconds are both printed: on a
+shared machine the wall clock depends on the load. Before timing, the paths' metrics are
+compared (float64 runs of two members) so that a speed-up never comes from doing something else.
 
     python bench/model_tasks.py --threads 1 --rounds 3   # about a minute on 2 loaded cores
     python bench/model_tasks.py --configs 64 --cnn-configs 16 --epochs 3 --rounds 1
@@ -14,8 +17,10 @@ runs of two members) so that a speed-up never comes from doing something else.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,8 @@ from torch import nn  # noqa: E402
 
 from sweeper.tasks.model import ModelResult, ModelSpec, accuracy  # noqa: E402
 from sweeper.tasks.model.batched import train_batched  # noqa: E402
+from sweeper.tasks.model.hyper import train_params  # noqa: E402
+from sweeper.tasks.model.lanes import kernel_for  # noqa: E402
 from sweeper.tasks.model.per_trial import train_per_trial  # noqa: E402
 
 FEATURES, CLASSES = 32, 4
@@ -76,34 +83,70 @@ def configs(count: int, arch: dict[str, Any], args: argparse.Namespace) -> list[
     return out[:count]
 
 
-def check(spec: ModelSpec, members: list[Any]) -> float:
+def torch_func(spec: ModelSpec, members: list[Any]) -> list[ModelResult | str]:
+    """`train_batched` with the C kernel off: the torch.func path."""
+    os.environ["SWEEPER_NATIVE"] = "0"
+    try:
+        return train_batched(spec, members)
+    finally:
+        del os.environ["SWEEPER_NATIVE"]
+
+
+def on_kernel(spec: ModelSpec, members: list[Any]) -> bool:
+    """Whether `train_batched` hands this group to the C kernel."""
+    params = members[0][0]
+    return (
+        kernel_for(spec, spec.model(params, 0), train_params(params), spec.splits(params))
+        is not None
+    )
+
+
+def check(spec: ModelSpec, members: list[Any], kernel: bool) -> float:
     """Largest difference between the paths' metrics on two members, in float64."""
     spec64 = ModelSpec(spec.build, make_data(64, torch.float64), spec.loss, spec.metrics, "float64")
     small = [(dict(p, epochs=1), s) for p, s in members[:2]]
-    batched = train_batched(spec64, small)
+    runs = [torch_func(spec64, small)] + ([train_batched(spec64, small)] if kernel else [])
     worst = 0.0
-    for (params, seed), result in zip(small, batched, strict=True):
-        assert isinstance(result, ModelResult), result
+    for k, (params, seed) in enumerate(small):
         alone = train_per_trial(spec64, params, seed)
-        worst = max(worst, *(abs(result.metrics[k] - v) for k, v in alone.metrics.items()))
+        for run in runs:
+            result = run[k]
+            assert isinstance(result, ModelResult), result
+            worst = max(worst, *(abs(result.metrics[m] - v) for m, v in alone.metrics.items()))
     return worst
 
 
-def race(name: str, spec: ModelSpec, members: list[Any], rounds: int) -> None:
-    worst = check(spec, members)
-    per, bat = [], []
+def timed(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """The fastest of `rounds` calls: (wall-clock seconds, CPU seconds of this process)."""
+    best = (float("inf"), float("inf"))
     for _ in range(rounds):
-        t = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best
+
+
+def race(name: str, spec: ModelSpec, members: list[Any], rounds: int) -> None:
+    kernel = on_kernel(spec, members)
+    worst = check(spec, members, kernel)
+
+    def per_trial() -> None:
         for params, seed in members:
             train_per_trial(spec, params, seed)
-        per.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        results = train_batched(spec, members)
-        bat.append(time.perf_counter() - t)
-        assert all(isinstance(r, ModelResult) for r in results)
-    p, b = min(per), min(bat)
-    print(f"{name:19} {len(members):3} configs  per-trial {p:7.2f} s  batched {b:6.2f} s  "
-          f"ratio {p / b:5.1f}x  (float64 check: max |diff| {worst:.1e})")  # fmt: skip
+
+    def batched(fn: Callable[[ModelSpec, list[Any]], list[ModelResult | str]]) -> None:
+        assert all(isinstance(r, ModelResult) for r in fn(spec, members))
+
+    contenders = {"per-trial": per_trial, "torch.func": lambda: batched(torch_func)}
+    if kernel:
+        contenders["kernel"] = lambda: batched(train_batched)
+    times = {label: timed(fn, rounds) for label, fn in contenders.items()}
+    base = times["per-trial"][0]
+    cells = "  ".join(
+        f"{label} {wall:6.2f} s (cpu {cpu:6.2f}, {base / wall:5.1f}x)"
+        for label, (wall, cpu) in times.items()
+    )
+    print(f"{name:19} {len(members):3} configs  {cells}  (float64 check: max |diff| {worst:.1e})")
 
 
 def main() -> None:

@@ -13,18 +13,21 @@ A member can stop before the others (its training loss diverged, or a `Judge`, t
 pruner, stopped it): its row is dropped from `flat`, from the optimizer's state, the per-member
 columns and the batch generators, and the group goes on without it. Rows never mix, so the
 members that go on compute bit for bit what they would have computed with it (tested).
+
+A group whose model is a plain MLP with a named loss goes to the C kernel instead, with the
+same semantics (`sweeper.tasks.model.lanes`; ``SWEEPER_NATIVE=0`` keeps it here).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from sweeper.seeds import derive_seed
-from sweeper.tasks.common import diverged
 from sweeper.tasks.model.batchable import NotBatchable, why_not_batched
+from sweeper.tasks.model.group import Judge, Member, end_epoch
 from sweeper.tasks.model.hyper import BATCH_SEED, VARY, group_key, train_params
+from sweeper.tasks.model.lanes import kernel_for, run_lanes
 from sweeper.tasks.model.losses import evaluate
 from sweeper.tasks.model.optimizers import batched_update
 from sweeper.tasks.model.result import ModelResult
@@ -34,12 +37,7 @@ if TYPE_CHECKING:
 
     from sweeper.tasks.model.spec import ModelSpec
 
-#: ``(params, seed)`` of one member.
-Member = tuple[Mapping[str, Any], int]
-#: ``judge(epoch, values) -> members to stop``: `values` maps the index of each member still
-#: training to its curve values of `epoch` (``train_loss``, ``val_loss``, ``val_<metric>``),
-#: as a per-trial run reports them after that epoch.
-Judge = Callable[[int, Mapping[int, dict[str, float]]], Collection[int]]
+__all__ = ["Judge", "Member", "run_batched", "train_batched"]
 
 
 def train_batched(
@@ -106,6 +104,13 @@ def run_batched(
     reason = why_not_batched(models[0])
     if reason is not None:
         raise NotBatchable(reason)
+    compiled = kernel_for(spec, models[0], hyper, splits)
+    if compiled is not None:
+        # A plain MLP: whole epochs in the C kernel, one member per SIMD lane, same semantics.
+        yield from run_lanes(
+            spec, members, models, splits, compiled, heartbeat=heartbeat, judge=judge
+        )
+        return
     base = models[0]
     stacked, buffers = stack_module_state(models)
     names = list(stacked)
@@ -210,26 +215,13 @@ def run_batched(
                     flat.copy_(saved)
                 update.step(grad, lr)
                 total += loss.double() * idx.shape[1]
-            ended: dict[int, ModelResult | str | None] = {}
-            values: dict[int, dict[str, float]] = {}
-            for i, value in zip(alive, (total / n).tolist(), strict=True):
-                curves[i]["train_loss"].append(value)
-                values[i] = {"train_loss": value}
-                if not math.isfinite(value):
-                    ended[i] = diverged("train loss", value, f"at epoch {epoch}")
             if scheduler is not None:
                 scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
                 scheduler.step()
                 lrs = [g["lr"] for g in scheduler.optimizer.param_groups]
                 all_lr = torch.tensor(lrs, dtype=flat.dtype).unsqueeze(1)
-            if splits.val is not None:
-                for i, scores in zip(alive, score(splits.val, "val"), strict=True):
-                    for name, value in scores.items():
-                        curves[i].setdefault(name, []).append(value)
-                    values[i].update(scores)
-        if judge is not None:
-            going = {i: v for i, v in values.items() if i not in ended}
-            ended.update((i, None) for i in judge(epoch, going) if i in going)
+            val = score(splits.val, "val") if splits.val is not None else None
+        ended = end_epoch(epoch, alive, (total / n).tolist(), val, curves, judge)
         heartbeat()
         for i in sorted(ended):
             yield i, ended[i]

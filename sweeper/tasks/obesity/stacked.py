@@ -5,9 +5,11 @@ Two implementations of the same members, with one interface (`shuffle`, `batch_l
 
 - `LaneMLP` (CPU, the default): one member per SIMD lane, forward and backward in one call of
   the C kernel `sweeper.tasks.obesity.kernel` compiles (``stacked_mlp.c``). Parameters
-  ``flat[blocks, P, lanes]``. With a `LaneOptimizer` (SGD or Adam, with or without SAM) a
-  whole epoch is one call (`LaneMLP.train_epoch`): SAM's second pass and the update run inside
-  the kernel, on each block while it is in cache.
+  ``flat[blocks, P, lanes]``. With a `LaneOptimizer` (SGD, Adam or AdamW, with or without SAM)
+  a whole epoch is one call (`LaneMLP.train_epoch`): SAM's second pass and the update run
+  inside the kernel, on each block while it is in cache. Its `LaneArch` says what the members
+  compute: obesity's (ReLU, ``scale * sigmoid``, MSE) by default, or a model task's plain MLP
+  (`sweeper.tasks.model.lanes`).
 - `StackedMLP` (any device, and the fallback where no C compiler works): batched matrix
   products over the member dimension in PyTorch. Parameters ``flat[M, P]``.
 
@@ -27,6 +29,14 @@ import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from sweeper.tasks.obesity.kernel.arch import (
+    LANE_ACTIVATIONS,
+    LANE_HEADS,
+    LANE_LOSSES,
+    OBESITY,
+    LaneArch,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -172,27 +182,73 @@ class LaneMLP:
 
     Args:
         layers: as for `StackedMLP`; float32 or float64.
-        scale: the output is ``scale * sigmoid(z)``.
+        scale: the factor of a ``scale * sigmoid`` head (unused by an identity head).
         kernel: `sweeper.tasks.obesity.kernel.load` for the layers' precision.
+        arch: the members' activations, head and loss.
+
+    Raises:
+        KeyError: `arch` names an activation, head or loss the kernel lacks.
+        ValueError: `arch` gives a number of activations other than hidden layers.
     """
 
-    def __init__(self, layers: Layers, scale: float, kernel: Kernel) -> None:
+    def __init__(
+        self, layers: Layers, scale: float, kernel: Kernel, arch: LaneArch = OBESITY
+    ) -> None:
+        widths = [layers[0][0][0].shape[1]] + [w.shape[0] for w, _ in layers[0]]
+        lanes = kernel.lanes
+        rows = _member_rows(layers, -(-len(layers) // lanes) * lanes)
+        self._setup(rows, len(layers), widths, scale, kernel, arch)
+
+    def _setup(
+        self,
+        rows: torch.Tensor,
+        size: int,
+        widths: Sequence[int],
+        scale: float,
+        kernel: Kernel,
+        arch: LaneArch,
+    ) -> None:
+        """Members from ``rows [blocks * lanes, P]`` (`_member_rows`'s layout), `size` real."""
         import torch
 
-        self.kernel, self.scale = kernel, scale
-        self.size = len(layers)  # members
+        self.kernel, self.scale, self.arch = kernel, scale, arch
+        self.size = size  # members
         lanes = kernel.lanes
-        blocks = -(-self.size // lanes)
-        rows = _member_rows(layers, blocks * lanes)
+        blocks = len(rows) // lanes
+        if rows.dtype != (torch.float32 if kernel.real == "float" else torch.float64):
+            raise TypeError(f"a {kernel.real} kernel cannot train {rows.dtype} parameters")
         self.flat = rows.view(blocks, lanes, -1).transpose(1, 2).contiguous()
         self.grad = torch.zeros_like(self.flat)
-        widths = [layers[0][0][0].shape[1]] + [w.shape[0] for w, _ in layers[0]]
-        if widths[-1] != 1:
-            raise ValueError(f"LaneMLP needs one output (got {widths[-1]})")
+        self.widths = list(widths)
+        acts = arch.activations or ("relu",) * (len(widths) - 2)
+        if len(acts) != len(widths) - 2:
+            raise ValueError(f"{len(widths) - 2} hidden layers but {len(acts)} activations")
+        codes = [LANE_ACTIVATIONS[a] for a in acts]
+        self._head, self._loss_kind = LANE_HEADS[arch.head], LANE_LOSSES[arch.loss]
+        self._acts = (ctypes.c_int64 * max(1, len(codes)))(*codes)
         self._widths = (ctypes.c_int64 * len(widths))(*widths)
         self._depth = len(widths) - 1
         self._loss = torch.empty(blocks * lanes, dtype=self.flat.dtype)
         self._work = torch.empty(0, dtype=self.flat.dtype)
+
+    def select(self, members: Sequence[int]) -> LaneMLP:
+        """A new net of these members only (in this order), repacked into the fewest blocks."""
+        lanes = self.kernel.lanes
+        rows = self.unstack(self.flat)[list(members)]
+        padded = rows.new_zeros(-(-len(rows) // lanes) * lanes, rows.shape[1])
+        padded[: len(rows)] = rows
+        net = LaneMLP.__new__(LaneMLP)
+        net._setup(padded, len(rows), self.widths, self.scale, self.kernel, self.arch)
+        return net
+
+    def restack(self, rows: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """The inverse of `unstack`: ``[M, P]`` rows laid out like `flat` (zeros for padding)
+        in `blocks` blocks (default: as many as `flat` has)."""
+        lanes = self.kernel.lanes
+        blocks = self.flat.shape[0] if blocks is None else blocks
+        padded = rows.new_zeros(blocks * lanes, rows.shape[1])
+        padded[: len(rows)] = rows
+        return padded.view(blocks, lanes, -1).transpose(1, 2).contiguous()
 
     def column(self, values: Sequence[float]) -> torch.Tensor:
         """Per-member values as ``[blocks, 1, lanes]`` (0 for padding), to broadcast on `flat`."""
@@ -212,6 +268,8 @@ class LaneMLP:
         """Set this epoch's batch order, as `StackedMLP.shuffle`."""
         import torch
 
+        if x.dtype != self.flat.dtype or y.dtype != self.flat.dtype:
+            raise TypeError(f"inputs must be {self.flat.dtype} (got {x.dtype}, {y.dtype})")
         blocks, _, lanes = self.flat.shape
         idx = torch.zeros(blocks * lanes, perms.shape[1], dtype=torch.int64)
         idx[: self.size] = perms
@@ -230,6 +288,35 @@ class LaneMLP:
         self._call(x.contiguous(), y.contiguous(), None, len(x), grad=False)
         return self._loss[: self.size].to(torch.float64).clone()
 
+    def predict(self, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """Every member's outputs (after the head) on the same rows ``x [N, in]``:
+        ``[M, N, outputs]``, computed `chunk` rows at a time."""
+        import torch
+
+        if x.dtype != self.flat.dtype:
+            raise TypeError(f"inputs must be {self.flat.dtype} (got {x.dtype})")
+        x = x.contiguous()
+        blocks, size, lanes = self.flat.shape
+        chunk = max(1, min(chunk, len(x)))
+        self._reserve(chunk)
+        out = torch.empty(blocks * lanes, len(x), self.widths[-1], dtype=self.flat.dtype)
+        self.kernel.predict(
+            blocks,
+            self._depth,
+            self._widths,
+            self._acts,
+            self._head,
+            self.scale,
+            size,
+            self.flat.data_ptr(),
+            x.data_ptr(),
+            len(x),
+            chunk,
+            out.data_ptr(),
+            self._work.data_ptr(),
+        )
+        return out[: self.size]
+
     def _call(
         self, x: torch.Tensor, y: torch.Tensor, idx: int | None, batch: int, *, grad: bool
     ) -> None:
@@ -242,6 +329,9 @@ class LaneMLP:
             blocks,
             self._depth,
             self._widths,
+            self._acts,
+            self._head,
+            self._loss_kind,
             size,
             self.flat.data_ptr(),
             self.grad.data_ptr() if grad else None,
@@ -276,6 +366,9 @@ class LaneMLP:
             blocks,
             self._depth,
             self._widths,
+            self._acts,
+            self._head,
+            self._loss_kind,
             size,
             self.flat.data_ptr(),
             state_a.data_ptr() if state_a is not None else None,
@@ -307,14 +400,17 @@ class LaneMLP:
 
 
 #: the updates ``stacked_mlp.c`` implements, by optimizer registry name -> the kernel's code.
-LANE_UPDATES = {"sgd": 0, "adam": 1}
+LANE_UPDATES = {"sgd": 0, "adam": 1, "adamw": 2}
+#: the updates whose state is Adam's two moments and step count.
+_ADAM_LIKE = (LANE_UPDATES["adam"], LANE_UPDATES["adamw"])
 
 
 class LaneOptimizer:
     """A registered optimizer, and SAM, run inside `LaneMLP.train_epoch`.
 
-    The kernel's update is ``torch.optim.SGD`` (momentum, dampening 0, coupled weight decay)
-    or ``torch.optim.Adam`` (betas (0.9, 0.999), eps 1e-8, coupled weight decay), as
+    The kernel's update is ``torch.optim.SGD`` (momentum, dampening 0, coupled weight decay),
+    ``torch.optim.Adam`` (betas (0.9, 0.999), eps 1e-8, coupled weight decay) or
+    ``torch.optim.AdamW`` (the same, decoupled weight decay), as
     `sweeper.optim.batched.BatchedOptimizer` steps them; its state has the same names and
     layout (``buf``; ``exp_avg``, ``exp_avg_sq``, ``step``), so checkpoints read alike.
     `lr` may be changed between epochs (schedules) by assigning a new column.
@@ -346,7 +442,7 @@ class LaneOptimizer:
         flat = net.flat
         self.state_a: torch.Tensor | None = None
         self.state_b: torch.Tensor | None = None
-        if name == "adam":
+        if self.update in _ADAM_LIKE:
             self.state_a, self.state_b = torch.zeros_like(flat), torch.zeros_like(flat)
         elif bool((momentum != 0).any()):
             self.state_a = torch.zeros_like(flat)
@@ -366,7 +462,7 @@ class LaneOptimizer:
         """As `BatchedOptimizer.state`: tensors laid out like `flat`, or 0-d."""
         import torch
 
-        if self.update == LANE_UPDATES["adam"]:
+        if self.update in _ADAM_LIKE:
             assert self.state_a is not None and self.state_b is not None
             step = torch.tensor(float(self.steps), dtype=self.state_a.dtype)
             return {"exp_avg": self.state_a, "exp_avg_sq": self.state_b, "step": step}
@@ -374,7 +470,7 @@ class LaneOptimizer:
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Continue from a `state` (of this class or `BatchedOptimizer`, same layout)."""
-        if self.update == LANE_UPDATES["adam"]:
+        if self.update in _ADAM_LIKE:
             assert self.state_a is not None and self.state_b is not None
             self.state_a.copy_(state["exp_avg"])
             self.state_b.copy_(state["exp_avg_sq"])

@@ -1,10 +1,12 @@
-"""The obesity MLP's SIMD kernel in C, compiled on first use with the machine's C compiler.
+"""The stacked-MLP SIMD kernel in C, compiled on first use with the machine's C compiler.
 
-It serves only the obesity task's batched trainer: `sweeper.tasks.obesity.stacked.LaneMLP`
-trains a group of obesity MLPs with one member per SIMD lane through ``stacked_mlp.c``: forward,
-backward and loss of a mini-batch in one call, or a whole epoch of training (SAM's two passes
-and the SGD / Adam update fused in) in one call (``bench/kernel.py`` measures it against the
-machine's peak).
+It serves the obesity task's batched trainer and a model task's plain MLPs
+(`sweeper.tasks.model.lanes`): `sweeper.tasks.obesity.stacked.LaneMLP` trains a group of MLPs
+with one member per SIMD lane through ``stacked_mlp.c``: forward, backward and loss of a
+mini-batch in one call, a whole epoch of training (SAM's two passes and the SGD / Adam / AdamW
+update fused in) in one call (``bench/kernel.py`` measures it against the machine's peak), or
+every member's predictions on shared rows. Hidden activations (ReLU, tanh, sigmoid, GELU),
+head (identity or ``scale * sigmoid``), outputs and loss (MSE or cross-entropy) are arguments.
 
 The vector width is chosen at build time (`ISAS`): AVX-512 (16 floats or 8 doubles per
 vector) where the CPU has it, else AVX2 with FMA (8 or 4), else portable 16-byte vectors (4 or
@@ -21,7 +23,8 @@ built; otherwise it is built again in a private directory, so a file planted at 
 is never run (`.cache`).
 
 Where no C compiler works, `load` returns None and the batched executor uses PyTorch's batched
-products instead (the same math, slower); ``SWEEPER_NATIVE=0`` asks for that explicitly.
+products instead (the same math, slower), and a model task's group ``torch.func``;
+``SWEEPER_NATIVE=0`` asks for that explicitly.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("stacked_mlp.c")
 #: the headers `SOURCE` includes: its vector primitives and its layer products.
-HEADERS = (SOURCE.with_name("lanes.h"), SOURCE.with_name("layers.h"))
-#: environment variable: "0" turns the kernel off (PyTorch's batched products are used).
+HEADERS = tuple(SOURCE.with_name(name) for name in ("lanes.h", "layers.h", "activations.h"))
+#: environment variable: "0" turns the kernel off (PyTorch's batched products, or torch.func
+#: for a model task, are used).
 ENABLE_ENV = "SWEEPER_NATIVE"
 #: environment variable forcing the vector width: one of `ISAS` (default: the widest the CPU has).
 ISA_ENV = "SWEEPER_KERNEL_ISA"
@@ -75,7 +79,8 @@ class Kernel:
             4 or 2 portable).
         loss_grad: ``stacked_mlp_loss_grad`` (see ``stacked_mlp.c`` for its arguments).
         train_epoch: ``stacked_mlp_train_epoch``: one epoch, SAM and the optimizer fused in.
-        work_size: ``stacked_mlp_work_size``: the scratch numbers the two above need.
+        predict: ``stacked_mlp_predict``: every member's outputs on the same rows.
+        work_size: ``stacked_mlp_work_size``: the scratch numbers the three above need.
         path: the shared library it was loaded from.
         isa: the vector width it was built for, a name in `ISAS`.
     """
@@ -84,6 +89,7 @@ class Kernel:
     lanes: int
     loss_grad: Callable[..., None]
     train_epoch: Callable[..., None]
+    predict: Callable[..., None]
     work_size: Callable[..., int]
     isa: str
     path: Path | None = None
@@ -147,17 +153,23 @@ def load(real: str, isa: str | None = None) -> Kernel | None:
     scalar = ctypes.c_float if real == "float" else ctypes.c_double
     fn = lib.stacked_mlp_loss_grad
     fn.restype = None
-    # blocks, depth, widths, n_params, params, grad, x, y, idx, idx_stride, batch, scale, loss, work
-    fn.argtypes = [_I64, _I64, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64, scalar]
-    fn.argtypes += [_PTR, _PTR]
+    # blocks, depth, widths, act, head, loss_kind, n_params, params, grad, x, y, idx,
+    # idx_stride, batch, scale, loss, work
+    fn.argtypes = [_I64, _I64, _PTR, _PTR, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR]
+    fn.argtypes += [_I64, _I64, scalar, _PTR, _PTR]
     lanes = lib.stacked_mlp_lanes
     lanes.restype = _I64
     epoch = lib.stacked_mlp_train_epoch
     epoch.restype = None
-    # blocks, depth, widths, n_params, params, state_a, state_b, x, y, idx, n_rows, batch,
-    # scale, update, hyper, sam, step, loss_sum, work
-    epoch.argtypes = [_I64, _I64, _PTR, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64, _I64]
-    epoch.argtypes += [scalar, _I64, _PTR, _I64, _I64, _PTR, _PTR]
+    # blocks, depth, widths, act, head, loss_kind, n_params, params, state_a, state_b, x, y,
+    # idx, n_rows, batch, scale, update, hyper, sam, step, loss_sum, work
+    epoch.argtypes = [_I64, _I64, _PTR, _PTR, _I64, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR]
+    epoch.argtypes += [_PTR, _I64, _I64, scalar, _I64, _PTR, _I64, _I64, _PTR, _PTR]
+    predict = lib.stacked_mlp_predict
+    predict.restype = None
+    # blocks, depth, widths, act, head, scale, n_params, params, x, n, chunk, out, work
+    predict.argtypes = [_I64, _I64, _PTR, _PTR, _I64, scalar, _I64, _PTR, _PTR, _I64, _I64]
+    predict.argtypes += [_PTR, _PTR]
     size = lib.stacked_mlp_work_size
     size.restype = _I64
     size.argtypes = [_I64, _PTR, _I64, _I64]
@@ -166,6 +178,7 @@ def load(real: str, isa: str | None = None) -> Kernel | None:
         lanes=int(lanes()),
         loss_grad=fn,
         train_epoch=epoch,
+        predict=predict,
         work_size=size,
         isa=isa,
         path=library,

@@ -166,9 +166,12 @@ static void linear_grads(const vec *h, const vec *delta, vec *gw, vec *gb, int64
         for (int64_t o = 0; o < n_out; o++) gb[o] += delta[b * n_out + o];
 }
 
-/* back[b][i] = relu_backward(sum_o delta[b][o] * w[i][o], h[b][i]): the previous layer's delta. */
+/* back[b][i] = relu_backward(sum_o delta[b][o] * w[i][o], h[b][i]): the previous layer's delta
+ * when `relu_in` (the previous layer is a ReLU), else the plain sum (its activation's backward
+ * follows, `activate_backward`). */
 static void linear_back(const vec *delta, const vec *w, const vec *h, vec *back, int64_t batch,
-                        int64_t in, int64_t n_out) {
+                        int64_t in, int64_t n_out, int relu_in) {
+#define BACK(acc, hv) (relu_in ? relu_backward((acc), (hv)) : (acc))
     int64_t b = 0;
     for (; b + RB <= batch; b += RB) {
         int64_t i = 0;
@@ -187,13 +190,13 @@ static void linear_back(const vec *delta, const vec *w, const vec *h, vec *back,
             }
             for (int r = 0; r < RB; r++)
                 for (int t = 0; t < TILE; t++)
-                    back[(b + r) * in + i + t] = relu_backward(acc[r][t], h[(b + r) * in + i + t]);
+                    back[(b + r) * in + i + t] = BACK(acc[r][t], h[(b + r) * in + i + t]);
         }
         for (; i < in; i++)
             for (int r = 0; r < RB; r++) {
                 vec acc = zero();
                 for (int64_t o = 0; o < n_out; o++) acc += delta[(b + r) * n_out + o] * w[i * n_out + o];
-                back[(b + r) * in + i] = relu_backward(acc, h[(b + r) * in + i]);
+                back[(b + r) * in + i] = BACK(acc, h[(b + r) * in + i]);
             }
     }
     for (; b < batch; b++) {
@@ -207,14 +210,15 @@ static void linear_back(const vec *delta, const vec *w, const vec *h, vec *back,
                 for (int t = 0; t < TILE; t++) acc[t] += dv * w[(i + t) * n_out + o];
             }
             for (int t = 0; t < TILE; t++)
-                back[b * in + i + t] = relu_backward(acc[t], h[b * in + i + t]);
+                back[b * in + i + t] = BACK(acc[t], h[b * in + i + t]);
         }
         for (; i < in; i++) {
             vec acc = zero();
             for (int64_t o = 0; o < n_out; o++) acc += db[o] * w[i * n_out + o];
-            back[b * in + i] = relu_backward(acc, h[b * in + i]);
+            back[b * in + i] = BACK(acc, h[b * in + i]);
         }
     }
+#undef BACK
 }
 
 #endif

@@ -11,39 +11,59 @@
  * number of one member ever meets another's (a member that diverges to NaN leaves the others
  * untouched), and every lane runs the same instructions whatever the vector width, so a member's
  * numbers depend neither on its lane nor on the width chosen. The math is PyTorch's: nn.Linear,
- * ReLU (NaN passes through), threshold_backward, scale * sigmoid, mean squared error; and, in
- * `stacked_mlp_train_epoch`, SAM's two passes and the SGD / Adam updates of torch.optim.
+ * per hidden layer ReLU (NaN passes through, threshold_backward), tanh, sigmoid or exact GELU,
+ * an identity or `scale * sigmoid` head, any number of outputs, mean squared error or
+ * cross-entropy (activations.h); and, in `stacked_mlp_train_epoch`, SAM's two passes and the
+ * SGD / Adam / AdamW updates of torch.optim. The obesity MLP is ReLU layers, one output through
+ * scale * sigmoid and MSE; a model task's plain MLP may be any of these
+ * (sweeper.tasks.model.lanes).
  *
  * Compiled by sweeper.tasks.obesity.kernel with -DREAL=float or -DREAL=double and
  * -DVEC_BYTES=64 (-mavx512f), 32 (-mavx2 -mfma) or 16 (no ISA flag). Layout, per block of LANES
  * members (vectors of LANES numbers):
  *   params, grad, optimizer state  [P] vectors: per layer, weight [in][out] then bias [out]
  *   x             [rows][features] numbers, shared by all members
- *   y             [rows] numbers
+ *   y             [rows][outputs] numbers (MSE), or [rows] class indices (cross-entropy)
  *   idx           row numbers, each member its own: member m's b-th row is idx[m * stride + b]
  *   work          stacked_mlp_work_size(...) numbers of scratch
  */
+#include "activations.h"
 #include "layers.h"
 
-/* The scratch of one block: activations, two deltas and the gathered targets. */
+/* The scratch of one block: activations, two deltas and the gathered targets, and what the
+ * members compute (the same for every block). */
 typedef struct {
     int64_t depth, total_width, max_width;
     const int64_t *widths;
+    const int64_t *act; /* [depth - 1] hidden activations (ACT_*) */
+    int64_t head, loss, targets_width;
+    REAL scale;
     vec *acts;    /* per layer k: [batch][widths[k]]; layer 0 holds the gathered inputs */
+    vec *pre;     /* laid out like acts: a GELU layer's inputs */
     vec *delta;   /* [batch][max width] */
     vec *delta_prev;
-    vec *targets; /* [batch] */
+    vec *targets; /* [batch][targets_width] */
 } Net;
 
-static Net net_of(int64_t depth, const int64_t *widths, int64_t batch, vec *work) {
-    Net net = {depth, 0, 0, widths, work, 0, 0, 0};
+/* What every member computes: hidden activations, head, loss, and the head's scale. */
+typedef struct {
+    const int64_t *act;
+    int64_t head, loss;
+    REAL scale;
+} Arch;
+
+static Net net_of(int64_t depth, const int64_t *widths, Arch arch, int64_t batch, vec *work) {
+    Net net = {depth, 0, 0, widths, arch.act, arch.head, arch.loss, 1, arch.scale,
+               work, 0, 0, 0, 0};
     for (int64_t k = 0; k <= depth; k++) {
         net.total_width += widths[k];
         if (widths[k] > net.max_width) net.max_width = widths[k];
     }
+    net.targets_width = arch.loss == LOSS_MSE ? widths[depth] : 1;
     net.delta = net.acts + batch * net.total_width;
     net.delta_prev = net.delta + batch * net.max_width;
     net.targets = net.delta_prev + batch * net.max_width;
+    net.pre = net.targets + batch * widths[depth];
     return net;
 }
 
@@ -54,14 +74,14 @@ static int64_t net_size(int64_t depth, const int64_t *widths, int64_t batch) {
         total += widths[k];
         if (widths[k] > max) max = widths[k];
     }
-    return batch * (total + 2 * max + 1);
+    return batch * (2 * total + 2 * max + widths[depth]);
 }
 
 /* Each member's rows into the block's inputs and targets: lane l of acts[0][b][f] is
  * x[row][f] with row = rows[l * stride + b] (rows NULL: row = first + b, for every lane). */
 static void gather(const Net *net, const REAL *x, const REAL *y, const int64_t *rows,
                    int64_t stride, int64_t first, int64_t batch) {
-    const int64_t features = net->widths[0];
+    const int64_t features = net->widths[0], tw = net->targets_width;
     REAL *a = (REAL *)net->acts, *targets = (REAL *)net->targets;
     for (int64_t l = 0; l < LANES; l++) {
         const int64_t *lane_rows = rows ? rows + l * stride : 0;
@@ -70,7 +90,8 @@ static void gather(const Net *net, const REAL *x, const REAL *y, const int64_t *
             const REAL *xr = x + row * features;
             REAL *ab = a + b * features * LANES + l;
             for (int64_t f = 0; f < features; f++) ab[f * LANES] = xr[f];
-            targets[b * LANES + l] = y[row];
+            if (y)
+                for (int64_t o = 0; o < tw; o++) targets[(b * tw + o) * LANES + l] = y[row * tw + o];
         }
     }
 }
@@ -80,8 +101,10 @@ static void gather(const Net *net, const REAL *x, const REAL *y, const int64_t *
  * lanes, instead of one load and store per number. */
 static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int32_t *rows,
                          int64_t batch) {
-    const int64_t features = net->widths[0];
+    const int64_t features = net->widths[0], tw = net->targets_width;
     vec *acts = net->acts;
+    /* Several targets a row: gathered one by one below (the vector gathers take one). */
+    const int one_target = tw == 1;
 #if VEC_BYTES == 64 && defined(__AVX512F__)
     for (int64_t b = 0; b < batch; b++) {
         if (IS_DOUBLE) {
@@ -91,8 +114,10 @@ static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int
                 __m512d v = _mm512_i32gather_pd(at, (const double *)x + f, 8);
                 acts[b * features + f] = (vec)v;
             }
-            __m512d t = _mm512_i32gather_pd(r, (const double *)y, 8);
-            net->targets[b] = (vec)t;
+            if (one_target) {
+                __m512d t = _mm512_i32gather_pd(r, (const double *)y, 8);
+                net->targets[b] = (vec)t;
+            }
         } else {
             const __m512i r = _mm512_loadu_si512((const void *)(rows + b * LANES));
             const __m512i at = _mm512_mullo_epi32(r, _mm512_set1_epi32((int)features));
@@ -100,8 +125,10 @@ static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int
                 __m512 v = _mm512_i32gather_ps(at, (const float *)x + f, 4);
                 acts[b * features + f] = (vec)v;
             }
-            __m512 t = _mm512_i32gather_ps(r, (const float *)y, 4);
-            net->targets[b] = (vec)t;
+            if (one_target) {
+                __m512 t = _mm512_i32gather_ps(r, (const float *)y, 4);
+                net->targets[b] = (vec)t;
+            }
         }
     }
 #elif VEC_BYTES == 32 && defined(__AVX2__)
@@ -113,8 +140,10 @@ static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int
                 __m256d v = _mm256_i32gather_pd((const double *)x + f, at, 8);
                 acts[b * features + f] = (vec)v;
             }
-            __m256d t = _mm256_i32gather_pd((const double *)y, r, 8);
-            net->targets[b] = (vec)t;
+            if (one_target) {
+                __m256d t = _mm256_i32gather_pd((const double *)y, r, 8);
+                net->targets[b] = (vec)t;
+            }
         } else {
             const __m256i r = _mm256_loadu_si256((const __m256i *)(rows + b * LANES));
             const __m256i at = _mm256_mullo_epi32(r, _mm256_set1_epi32((int)features));
@@ -122,8 +151,10 @@ static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int
                 __m256 v = _mm256_i32gather_ps((const float *)x + f, at, 4);
                 acts[b * features + f] = (vec)v;
             }
-            __m256 t = _mm256_i32gather_ps((const float *)y, r, 4);
-            net->targets[b] = (vec)t;
+            if (one_target) {
+                __m256 t = _mm256_i32gather_ps((const float *)y, r, 4);
+                net->targets[b] = (vec)t;
+            }
         }
     }
 #else
@@ -132,42 +163,50 @@ static void gather_lanes(const Net *net, const REAL *x, const REAL *y, const int
         for (int64_t l = 0; l < LANES; l++) {
             const int64_t row = rows[b * LANES + l];
             for (int64_t f = 0; f < features; f++) a[(b * features + f) * LANES + l] = x[row * features + f];
-            targets[b * LANES + l] = y[row];
+            if (one_target) targets[b * LANES + l] = y[row];
         }
 #endif
+    if (!one_target) {
+        REAL *targets = (REAL *)net->targets;
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t l = 0; l < LANES; l++)
+                for (int64_t o = 0; o < tw; o++)
+                    targets[(b * tw + o) * LANES + l] = y[(int64_t)rows[b * LANES + l] * tw + o];
+    }
 }
 
-/*
- * The mean squared error of `scale * sigmoid(MLP(x))` per lane on the gathered batch, and when
- * g is not NULL its gradient with respect to the parameters p (g has p's layout).
- */
-static vec loss_grad(const Net *net, int64_t n_params, const vec *p, vec *g, int64_t batch,
-                     REAL scale) {
+/* The forward pass of the gathered batch through parameters p, keeping every layer's output
+ * (after its activation; the last after the head, before its scale): the outputs
+ * [batch][outs]. */
+static const vec *forward(const Net *net, const vec *p, int64_t batch) {
     const int64_t depth = net->depth, *widths = net->widths;
-    vec *acts = net->acts, *delta = net->delta, *delta_prev = net->delta_prev;
-
-    /* Forward, keeping every layer's output (after its activation). */
-    const vec *h = acts, *w = p;
-    vec *out = acts + batch * widths[0];
+    const vec *h = net->acts, *w = p;
+    vec *out = net->acts + batch * widths[0], *pre = net->pre + batch * widths[0];
     for (int64_t k = 0; k < depth; k++) {
         const int64_t in = widths[k], n_out = widths[k + 1];
-        linear(h, w, w + in * n_out, out, batch, in, n_out, k < depth - 1);
-        if (k == depth - 1)
-            for (int64_t j = 0; j < batch * n_out; j++) out[j] = 1 / (1 + vexp(-out[j]));
+        const int hidden = k < depth - 1, relu = hidden && net->act[k] == ACT_RELU;
+        linear(h, w, w + in * n_out, out, batch, in, n_out, relu);
+        if (hidden && !relu) activate(net->act[k], out, pre, batch * n_out);
+        if (!hidden && net->head == HEAD_SCALED_SIGMOID)
+            for (int64_t j = 0; j < batch * n_out; j++) out[j] = vsigmoid(out[j]);
         w += in * n_out + n_out;
         h = out;
         out += batch * n_out;
+        pre += batch * n_out;
     }
+    return h;
+}
 
-    /* Loss, and d loss / d z of the output layer (through scale * sigmoid). */
-    vec sum = zero();
-    const vec coef = splat((REAL)2 * scale / (REAL)batch);
-    for (int64_t b = 0; b < batch; b++) {
-        const vec s = h[b];
-        const vec diff = s * scale - net->targets[b];
-        sum += diff * diff;
-        delta[b] = diff * coef * s * (splat(1) - s);
-    }
+/*
+ * The loss (`head_loss`) per lane on the gathered batch, and when g is not NULL its gradient
+ * with respect to the parameters p (g has p's layout).
+ */
+static vec loss_grad(const Net *net, int64_t n_params, const vec *p, vec *g, int64_t batch) {
+    const int64_t depth = net->depth, *widths = net->widths;
+    vec *acts = net->acts, *delta = net->delta, *delta_prev = net->delta_prev;
+    const vec *h = forward(net, p, batch);
+    const vec sum = head_loss(net->head, net->loss, net->scale, h, net->targets, delta, batch,
+                              widths[depth]);
     if (g) {
         /* Backward, last layer first. */
         int64_t offset = n_params, act_offset = batch * net->total_width;
@@ -178,44 +217,80 @@ static vec loss_grad(const Net *net, int64_t n_params, const vec *p, vec *g, int
             const vec *h_in = acts + act_offset - batch * in;
             linear_grads(h_in, delta, g + offset, g + offset + in * n_out, batch, in, n_out);
             if (k > 0) {
-                linear_back(delta, p + offset, h_in, delta_prev, batch, in, n_out);
+                const int64_t act = net->act[k - 1];
+                linear_back(delta, p + offset, h_in, delta_prev, batch, in, n_out, act == ACT_RELU);
+                if (act != ACT_RELU)
+                    activate_backward(act, delta_prev, h_in, net->pre + act_offset - batch * in,
+                                      batch * in);
                 vec *swap = delta;
                 delta = delta_prev;
                 delta_prev = swap;
             }
         }
     }
-    return sum / (REAL)batch;
+    return sum;
 }
 
 /*
- * Per-member mean squared error of `scale * sigmoid(MLP(x))` against y over each member's rows,
- * and, when grad is not NULL, its gradient with respect to params.
+ * Per-member loss of the MLP over each member's rows, and, when grad is not NULL, its gradient
+ * with respect to params.
  *
- * widths: depth + 1 layer widths (widths[0] = features, widths[depth] = 1).
+ * widths: depth + 1 layer widths (widths[0] = features, widths[depth] = outputs).
+ * act: depth - 1 hidden activations (ACT_*); head: HEAD_*, scale its factor; loss_kind:
+ * LOSS_*. y: [rows][outputs] targets for MSE, [rows] class indices for cross-entropy.
  * idx, idx_stride: member m uses rows idx[m * idx_stride + b]; idx NULL means every member
  * uses rows 0 .. batch - 1 (evaluation on a shared set).
  * loss: [blocks * LANES] numbers.
  */
 void stacked_mlp_loss_grad(int64_t blocks, int64_t depth, const int64_t *widths,
+                           const int64_t *act, int64_t head, int64_t loss_kind,
                            int64_t n_params, const REAL *params, REAL *grad, const REAL *x,
                            const REAL *y, const int64_t *idx, int64_t idx_stride,
                            int64_t batch, REAL scale, REAL *loss, REAL *work) {
     FLUSH_DENORMALS();
-    const Net net = net_of(depth, widths, batch, (vec *)work);
+    const Arch arch = {act, head, loss_kind, scale};
+    const Net net = net_of(depth, widths, arch, batch, (vec *)work);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const int64_t *rows = idx ? idx + blk * LANES * idx_stride : 0;
         gather(&net, x, y, rows, idx_stride, 0, batch);
         const vec *p = (const vec *)params + blk * n_params;
         vec *g = grad ? (vec *)grad + blk * n_params : 0;
-        const vec l = loss_grad(&net, n_params, p, g, batch, scale);
+        const vec l = loss_grad(&net, n_params, p, g, batch);
         for (int64_t lane = 0; lane < LANES; lane++) loss[blk * LANES + lane] = l[lane];
     }
     RESTORE_DENORMALS();
 }
 
+/*
+ * Every member's outputs (after the head, scale included) for the same n rows of x, in chunks
+ * of `chunk` rows (the work buffer is sized for it): out [blocks * LANES][n][outputs].
+ */
+void stacked_mlp_predict(int64_t blocks, int64_t depth, const int64_t *widths,
+                         const int64_t *act, int64_t head, REAL scale, int64_t n_params,
+                         const REAL *params, const REAL *x, int64_t n, int64_t chunk, REAL *out,
+                         REAL *work) {
+    FLUSH_DENORMALS();
+    const Arch arch = {act, head, LOSS_MSE, scale};
+    const Net net = net_of(depth, widths, arch, chunk, (vec *)work);
+    const int64_t outs = widths[depth];
+    const REAL factor = head == HEAD_SCALED_SIGMOID ? scale : 1;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const vec *p = (const vec *)params + blk * n_params;
+        for (int64_t first = 0; first < n; first += chunk) {
+            const int64_t rows = n - first < chunk ? n - first : chunk;
+            gather(&net, x, 0, 0, 0, first, rows);
+            const vec *h = forward(&net, p, rows);
+            for (int64_t l = 0; l < LANES; l++) {
+                REAL *o = out + ((blk * LANES + l) * n + first) * outs;
+                for (int64_t j = 0; j < rows * outs; j++) o[j] = h[j][l] * factor;
+            }
+        }
+    }
+    RESTORE_DENORMALS();
+}
+
 /* The updates `stacked_mlp_train_epoch` applies (torch.optim's, step for step). */
-enum { UPDATE_SGD = 0, UPDATE_ADAM = 1 };
+enum { UPDATE_SGD = 0, UPDATE_ADAM = 1, UPDATE_ADAMW = 2 };
 /* Per-member values in `hyper`, each [LANES] numbers per block, in this order. */
 enum { H_LR, H_WEIGHT_DECAY, H_MOMENTUM, H_RHO, N_HYPER };
 
@@ -255,14 +330,28 @@ static void adam(vec *p, const vec *g, vec *m, vec *v, int64_t n, const vec *hyp
     }
 }
 
+/* torch.optim.AdamW: p *= 1 - lr * weight_decay (the product in double, as PyTorch takes the
+ * two as Python floats), then Adam's step without weight decay. */
+static void adamw(vec *p, const vec *g, vec *m, vec *v, int64_t n, const vec *hyper,
+                  int64_t step) {
+    vec decay, plain[N_HYPER];
+    for (int64_t l = 0; l < LANES; l++)
+        decay[l] = (REAL)(1 - (double)hyper[H_LR][l] * (double)hyper[H_WEIGHT_DECAY][l]);
+    for (int64_t j = 0; j < n; j++) p[j] = p[j] * decay;
+    for (int q = 0; q < N_HYPER; q++) plain[q] = hyper[q];
+    plain[H_WEIGHT_DECAY] = zero();
+    adam(p, g, m, v, n, plain, step);
+}
+
 /*
  * One epoch of training, every step fused: per block, for each mini-batch of `batch` rows of
  * each member's order (the last one shorter): the loss and gradient at w; with `sam` SAM's
  * second pass (e = rho * g / (||g|| + 1e-12), one norm per member, the gradient again at w + e,
  * taken at w's place as davda54/sam does); then the update `update` at w with that gradient.
+ * depth, widths, act, head, loss_kind, scale, x, y: as for `stacked_mlp_loss_grad`.
  *
  * params, state_a, state_b: [blocks][P] vectors, changed in place; state_a is SGD's momentum
- * buffer (NULL without momentum) or Adam's first moment, state_b Adam's second moment.
+ * buffer (NULL without momentum) or Adam's (AdamW's) first moment, state_b its second moment.
  * idx: [blocks][n_rows][LANES] row numbers (int32), each member's order for the epoch
  * (member blk * LANES + l's b-th row at idx[(blk * n_rows + b) * LANES + l]).
  * hyper: [blocks][N_HYPER][LANES] numbers (lr, weight decay, momentum, SAM rho).
@@ -271,12 +360,14 @@ static void adam(vec *p, const vec *g, vec *m, vec *v, int64_t n, const vec *hyp
  * order, in REAL (as the PyTorch path accumulates it).
  */
 void stacked_mlp_train_epoch(int64_t blocks, int64_t depth, const int64_t *widths,
+                             const int64_t *act, int64_t head, int64_t loss_kind,
                              int64_t n_params, REAL *params, REAL *state_a, REAL *state_b,
                              const REAL *x, const REAL *y, const int32_t *idx, int64_t n_rows,
                              int64_t batch, REAL scale, int64_t update, const REAL *hyper,
                              int64_t sam, int64_t step, REAL *loss_sum, REAL *work) {
     FLUSH_DENORMALS();
-    const Net net = net_of(depth, widths, batch, (vec *)work);
+    const Arch arch = {act, head, loss_kind, scale};
+    const Net net = net_of(depth, widths, arch, batch, (vec *)work);
     vec *g = (vec *)work + net_size(depth, widths, batch);
     vec *moved = g + n_params; /* w + e for SAM's second pass */
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -290,7 +381,7 @@ void stacked_mlp_train_epoch(int64_t blocks, int64_t depth, const int64_t *width
         for (int64_t start = 0; start < n_rows; start += batch) {
             const int64_t rows_now = n_rows - start < batch ? n_rows - start : batch;
             gather_lanes(&net, x, y, rows + start * LANES, rows_now);
-            total += loss_grad(&net, n_params, p, g, rows_now, scale) * (REAL)rows_now;
+            total += loss_grad(&net, n_params, p, g, rows_now) * (REAL)rows_now;
             if (sam) {
                 vec sq[4] = {zero(), zero(), zero(), zero()};
                 int64_t j = 0;
@@ -300,11 +391,13 @@ void stacked_mlp_train_epoch(int64_t blocks, int64_t depth, const int64_t *width
                 const vec norm = vsqrt((sq[0] + sq[1]) + (sq[2] + sq[3]));
                 const vec coef = h[H_RHO] / (norm + (REAL)1e-12);
                 for (j = 0; j < n_params; j++) moved[j] = p[j] + g[j] * coef;
-                loss_grad(&net, n_params, moved, g, rows_now, scale);
+                loss_grad(&net, n_params, moved, g, rows_now);
             }
             t++;
             if (update == UPDATE_ADAM)
                 adam(p, g, a, b, n_params, h, t);
+            else if (update == UPDATE_ADAMW)
+                adamw(p, g, a, b, n_params, h, t);
             else
                 sgd(p, g, a, n_params, h, t == 1);
         }
