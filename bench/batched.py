@@ -17,7 +17,7 @@ memory. Ratios compare time per model.
 Wall and CPU seconds are printed: on a machine other processes share, the workers' CPU time
 (user + system, from the operating system's accounting of finished children) says more.
 
-The batched executor uses the C kernel where it compiles (`sweeper.tasks.obesity.kernel`, at
+The batched executor uses the C kernel where it compiles (`sweeper.kernel`, at
 the CPU's widest vectors); set SWEEPER_KERNEL_ISA=avx2 or portable to time a narrower build, or
 SWEEPER_NATIVE=0 to time PyTorch's batched products instead.
 """

@@ -3,7 +3,7 @@
 Trains one group of obesity MLPs (Adam; SAM with --sam) for a few epochs on random data, one
 torch thread, and prints the kernel's GFLOP/s next to this core's measured peak (one thread of
 ``torch.mm`` on large matrices, in the same precision), for each vector width this CPU runs
-(`sweeper.tasks.obesity.kernel.ISAS`), interleaved --repeat times so that a busy machine
+(`sweeper.kernel.ISAS`), interleaved --repeat times so that a busy machine
 slows all of them alike. Then, at the widest width, the same steps the older way (one kernel
 call per mini-batch, the optimizer and SAM as PyTorch passes) and with PyTorch's batched
 products (`StackedMLP`), in microseconds per member per step. Times are CPU seconds of this
@@ -30,11 +30,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from sweeper import kernel as native  # noqa: E402
+from sweeper.kernel.lanes import LaneMLP, LaneOptimizer, Layers  # noqa: E402
 from sweeper.optim.batched import BatchedOptimizer  # noqa: E402
 from sweeper.optim.sam import sam_ascent  # noqa: E402
-from sweeper.tasks.obesity import kernel as native  # noqa: E402
 from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model  # noqa: E402
-from sweeper.tasks.obesity.stacked import LaneMLP, LaneOptimizer, Layers, StackedMLP  # noqa: E402
+from sweeper.tasks.obesity.stacked import StackedMLP  # noqa: E402
 
 WIDTHS = (16, 18, 18, 18, 1)
 ROWS, BATCH = 1688, 32

@@ -90,7 +90,7 @@ def cache_dir() -> Path:
 def make_private_roots(path: Path) -> None:
     """Create the cache roots above `path` (`user_cache_dir`, `cache_dir`) that are missing,
     with mode 0o700 whatever the umask: the kernel is loaded only from a directory nobody else
-    can write (`sweeper.tasks.obesity.kernel.cache`), and a root made group-writable by a
+    can write (`sweeper.kernel.cache`), and a root made group-writable by a
     umask of 002 would send every process to rebuild it in a temporary directory."""
     path = Path(os.path.abspath(path))
     for root in {Path(os.path.abspath(user_cache_dir())), Path(os.path.abspath(cache_dir()))}:

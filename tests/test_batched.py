@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from sweeper import kernel as native
+from sweeper.kernel.lanes import LaneMLP
 from sweeper.optim.batched import BatchedOptimizer
 from sweeper.optim.sam import sam_ascent
-from sweeper.tasks.obesity import kernel as native
 from sweeper.tasks.obesity.batched import train_group
 from sweeper.tasks.obesity.data import load_split
 from sweeper.tasks.obesity.model import build_model
 from sweeper.tasks.obesity.params import ObesityParams
-from sweeper.tasks.obesity.stacked import LaneMLP, StackedMLP
+from sweeper.tasks.obesity.stacked import StackedMLP
 from sweeper.tasks.obesity.train import TrainResult, train_one
 
 

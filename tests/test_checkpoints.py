@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from sweeper import kernel as native
 from sweeper.checkpoints import (
     ROOT_ENV,
     TRACE_ENV,
@@ -22,7 +23,6 @@ from sweeper.checkpoints import (
     checkpoint_root,
 )
 from sweeper.tasks.base import RunContext, TrialInput
-from sweeper.tasks.obesity import kernel as native
 from sweeper.tasks.obesity.batched import train_group, train_group_iter
 from sweeper.tasks.obesity.data import load_split
 from sweeper.tasks.obesity.params import ObesityParams

@@ -71,8 +71,8 @@ def test_data_dir_defaults_to_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_one_cache_root_for_kernels_and_decoded_datasets(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from sweeper import kernel
     from sweeper.tasks.ecg import loader
-    from sweeper.tasks.obesity import kernel
 
     monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "explicit"))
     assert cache_dir() == tmp_path / "explicit" == loader.cache_dir()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.tasks.obesity import kernel as native
-from sweeper.tasks.obesity.kernel import cache
+from sweeper import kernel as native
+from sweeper.kernel import cache
 
 MARKER_ENV = "SWEEPER_TEST_PLANTED_MARKER"
 REAL = "float"

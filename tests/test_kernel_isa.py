@@ -14,11 +14,11 @@ import logging
 import pytest
 import torch
 
+from sweeper import kernel as native
+from sweeper.kernel.lanes import LaneMLP, LaneOptimizer
 from sweeper.optim.batched import BatchedOptimizer
 from sweeper.optim.sam import sam_ascent
-from sweeper.tasks.obesity import kernel as native
 from sweeper.tasks.obesity.model import build_model
-from sweeper.tasks.obesity.stacked import LaneMLP, LaneOptimizer
 
 ROWS = 200
 MEMBERS = 6  # not a multiple of any lane count: the last block is padded

@@ -16,14 +16,14 @@ import pytest
 import torch
 from torch import nn
 
+from sweeper import kernel as native
+from sweeper.kernel.arch import LaneArch
+from sweeper.kernel.lanes import LaneMLP, LaneOptimizer
 from sweeper.tasks.model import ModelResult, ModelSpec, accuracy, lanes
 from sweeper.tasks.model import batched as batched_module
 from sweeper.tasks.model.batched import run_batched, train_batched
 from sweeper.tasks.model.hyper import train_params
 from sweeper.tasks.model.per_trial import train_per_trial
-from sweeper.tasks.obesity import kernel as native
-from sweeper.tasks.obesity.kernel.arch import LaneArch
-from sweeper.tasks.obesity.stacked import LaneMLP, LaneOptimizer
 
 TOL = 1e-8
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}

@@ -3,7 +3,7 @@
 A group whose model is a plain MLP (`plain_mlp`: a ``torch.nn.Sequential`` of ``nn.Linear``
 layers with bias, one ReLU, Tanh, Sigmoid or exact GELU between each two), whose loss is named
 ("mse" or "cross_entropy", not a callable) and whose optimizer the kernel implements (sgd, adam,
-adamw) trains through `sweeper.tasks.obesity.stacked.LaneMLP` on the CPU: one call of the
+adamw) trains through `sweeper.kernel.lanes.LaneMLP` on the CPU: one call of the
 kernel per epoch runs every step (forward, backward, SAM's second pass, the update) for every
 member. `sweeper.tasks.model.batched.run_batched` chooses it on its own (`kernel_for`);
 ``SWEEPER_NATIVE=0`` turns it off, and the group runs through ``torch.func`` instead.
@@ -21,21 +21,21 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from sweeper.kernel.arch import LANE_LOSSES, LaneArch
+from sweeper.kernel.lanes import LANE_UPDATES
 from sweeper.seeds import derive_seed
 from sweeper.tasks.model.group import Judge, Member, end_epoch
 from sweeper.tasks.model.hyper import BATCH_SEED, TrainParams, train_params
 from sweeper.tasks.model.losses import evaluate
 from sweeper.tasks.model.result import ModelResult
-from sweeper.tasks.obesity.kernel.arch import LANE_LOSSES, LaneArch
-from sweeper.tasks.obesity.stacked import LANE_UPDATES
 
 if TYPE_CHECKING:
     import torch
 
+    from sweeper.kernel import Kernel
+    from sweeper.kernel.lanes import LaneMLP, LaneOptimizer
     from sweeper.tasks.model.data import Splits
     from sweeper.tasks.model.spec import ModelSpec
-    from sweeper.tasks.obesity.kernel import Kernel
-    from sweeper.tasks.obesity.stacked import LaneMLP, LaneOptimizer
 
 
 @functools.cache
@@ -91,7 +91,7 @@ def kernel_for(
     """
     import torch
 
-    from sweeper.tasks.obesity import kernel
+    from sweeper import kernel
 
     if not kernel.enabled() or callable(spec.loss) or spec.loss not in LANE_LOSSES:
         return None
@@ -133,7 +133,7 @@ def run_lanes(
     """
     import torch
 
-    from sweeper.tasks.obesity.stacked import LaneMLP
+    from sweeper.kernel.lanes import LaneMLP
 
     hypers = [train_params(p) for p, _ in members]
     hyper = hypers[0]
@@ -200,7 +200,7 @@ def run_lanes(
 
 def _optimizer(net: LaneMLP, name: str, hypers: Sequence[TrainParams]) -> LaneOptimizer:
     """The kernel's `name` update for the members of `net`, with their `hypers` (in order)."""
-    from sweeper.tasks.obesity.stacked import LaneOptimizer
+    from sweeper.kernel.lanes import LaneOptimizer
 
     def column(field: str) -> torch.Tensor:
         return net.column([float(getattr(h, field)) for h in hypers])

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeper.kernel.lanes import LANE_UPDATES, LaneMLP, LaneOptimizer, Layers
 from sweeper.optim.batched import BatchedOptimizer
 from sweeper.seeds import derive_seed
 from sweeper.tasks.common import diverged
 from sweeper.tasks.obesity.data import Split
 from sweeper.tasks.obesity.model import OUTPUT_SCALE, build_model
 from sweeper.tasks.obesity.params import ObesityParams
-from sweeper.tasks.obesity.stacked import LANE_UPDATES, LaneMLP, LaneOptimizer, Layers, StackedMLP
+from sweeper.tasks.obesity.stacked import StackedMLP
 from sweeper.tasks.obesity.train import TrainResult
 
 if TYPE_CHECKING:
@@ -119,15 +120,17 @@ def _member_checkpoint(
 ) -> TrialCheckpoint:
     """The checkpoint of one member: its kind names the precision and the implementation
     (the C kernel's builds and PyTorch's products round differently)."""
+    from sweeper import kernel
     from sweeper.checkpoints import source_hash
-    from sweeper.tasks.obesity import kernel
 
     real = "float" if params.dtype == "float32" else "double"
     compiled = kernel.load(real) if device == "cpu" and kernel.enabled() else None
     # The portable build (no fused multiply-add) rounds unlike AVX2 and AVX-512.
     kind = f"obesity-batched/{params.dtype}/{f'kernel-{compiled.isa}' if compiled else 'torch'}"
     here = Path(__file__).resolve().parent
-    return policy.trial(key, kind, source_hash(here, here.parents[1] / "optim"))
+    return policy.trial(
+        key, kind, source_hash(here, here.parents[1] / "optim", here.parents[1] / "kernel")
+    )
 
 
 def _train_part(
@@ -265,7 +268,7 @@ def _unflatten(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One member's ``(weight [out, in], bias [out])`` per layer (shaped as in `like`) from
     its row of `flat`: per layer the weight transposed to ``[in, out]``, flattened, then the
-    bias (`sweeper.tasks.obesity.stacked`'s layout)."""
+    bias (`sweeper.kernel.lanes`'s layout)."""
     out, offset = [], 0
     for w, _ in like:
         o, i = w.shape
@@ -356,7 +359,7 @@ def _restore(
 
 def _stacked(layers: Layers, dtype: str, device: str) -> StackedMLP | LaneMLP:
     """The group as one net: the C kernel's `LaneMLP` on CPU where it compiles, else PyTorch's."""
-    from sweeper.tasks.obesity import kernel
+    from sweeper import kernel
 
     compiled = None
     if device == "cpu" and kernel.enabled():

@@ -13,7 +13,7 @@
 
 #include "lanes.h"
 
-/* Codes of the hidden activations, the heads and the losses (sweeper.tasks.obesity.stacked). */
+/* Codes of the hidden activations, the heads and the losses (sweeper.kernel.lanes). */
 enum { ACT_RELU = 0, ACT_TANH = 1, ACT_SIGMOID = 2, ACT_GELU = 3 };
 enum { HEAD_IDENTITY = 0, HEAD_SCALED_SIGMOID = 1 };
 enum { LOSS_MSE = 0, LOSS_CROSS_ENTROPY = 1 };

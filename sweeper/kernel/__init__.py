@@ -1,7 +1,7 @@
 """The stacked-MLP SIMD kernel in C, compiled on first use with the machine's C compiler.
 
 It serves the obesity task's batched trainer and a model task's plain MLPs
-(`sweeper.tasks.model.lanes`): `sweeper.tasks.obesity.stacked.LaneMLP` trains a group of MLPs
+(`sweeper.tasks.model.lanes`): `sweeper.kernel.lanes.LaneMLP` trains a group of MLPs
 with one member per SIMD lane through ``stacked_mlp.c``: forward, backward and loss of a
 mini-batch in one call, a whole epoch of training (SAM's two passes and the SGD / Adam / AdamW
 update fused in) in one call (``bench/kernel.py`` measures it against the machine's peak), or
@@ -46,7 +46,7 @@ from pathlib import Path
 # CACHE_ENV, the variable naming where compiled kernels are kept, re-exported for tests.
 from sweeper.data import CACHE_ENV as CACHE_ENV
 from sweeper.data import cache_dir
-from sweeper.tasks.obesity.kernel import cache
+from sweeper.kernel import cache
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@
  * scale * sigmoid and MSE; a model task's plain MLP may be any of these
  * (sweeper.tasks.model.lanes).
  *
- * Compiled by sweeper.tasks.obesity.kernel with -DREAL=float or -DREAL=double and
+ * Compiled by sweeper.kernel with -DREAL=float or -DREAL=double and
  * -DVEC_BYTES=64 (-mavx512f), 32 (-mavx2 -mfma) or 16 (no ISA flag). Layout, per block of LANES
  * members (vectors of LANES numbers):
  *   params, grad, optimizer state  [P] vectors: per layer, weight [in][out] then bias [out]

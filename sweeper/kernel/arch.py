@@ -1,7 +1,7 @@
 """What the kernel's members compute, by name: the codes of ``activations.h``'s enums.
 
 `LaneArch` names a stacked MLP's hidden activations, head and loss; the tables turn each name
-into the number ``stacked_mlp.c`` reads (`sweeper.tasks.obesity.stacked.LaneMLP` passes them).
+into the number ``stacked_mlp.c`` reads (`sweeper.kernel.lanes.LaneMLP` passes them).
 A new activation is one line here and one case in ``activations.h``.
 """
 
