@@ -8,11 +8,14 @@ time per model, their ratio, and how well the two executors' cell means agree.
 --full: the real reproduction (studies/obesity.toml + studies/obesity_sam200.toml, 648 models
 at full length) through the batched executor, and a random sample of --sample of the same
 trials through the per-trial executor (the whole per-trial run takes about 50 minutes), with peak
-memory. Ratios compare time per model.
+memory. Ratios compare time per model. Then the reproduction as a user types it, whole commands
+side by side, --repeat times each, interleaved: ``sweeper run`` of both studies in one command
+(the workers start once) and in two commands (the figure before the two could share workers).
 
     python bench/batched.py --data-dir ../shared/data            # about 2 minutes on 2 cores
     python bench/batched.py --data-dir ../shared/data --full     # about 1.5 minutes
     python bench/batched.py --full --sample 0                     # the batched run only
+    python bench/batched.py --full --sample 0 --repeat 3          # + the commands, 3 times each
 
 Wall and CPU seconds are printed: on a machine other processes share, the workers' CPU time
 (user + system, from the operating system's accounting of finished children) says more.
@@ -29,6 +32,8 @@ import dataclasses
 import os
 import random
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -114,6 +119,17 @@ def run(
     return wall, dict(zip(done["key"], done["test_mse"], strict=True))
 
 
+def time_commands(commands: list[list[str]], data_dir: Path) -> tuple[float, float]:
+    """Run `commands` one after the other into one fresh database; wall and CPU seconds (the
+    commands' own, their workers' included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu, start = workers_cpu(), time.perf_counter()
+        for command in commands:
+            db = ["--db", f"{tmp}/cli.db", "--data-dir", str(data_dir)]
+            subprocess.run([*command, *db], check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start, workers_cpu() - cpu
+
+
 def agreement(plan: list[PlannedTrial], a: dict[str, float], b: dict[str, float]) -> str:
     """Share of cells whose seed-means differ by less than the per-trial seeds' std."""
     cells: dict[str, list[str]] = {}
@@ -141,6 +157,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time the full reproduction")
     parser.add_argument(
         "--sample", type=int, default=12, help="per-trial sample in --full (0: none)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each whole command in --full (0: none)"
     )
     args = parser.parse_args()
     data_dir = resolve_data_dir(args.data_dir)
@@ -181,6 +200,25 @@ def main() -> None:
         f"batched, full reproduction: {total} models in {t_batch:.1f} s, workers' CPU "
         f"{cpu_batch:.1f} s (peak memory of all processes {peak:.0f} MB)"
     )
+    if args.repeat:
+        sweeper = [sys.executable, "-m", "sweeper", "run", "--workers", str(args.workers)]
+        quiet = ["--no-table", "--no-progress"]
+        files = [str(REPO / "studies" / f) for f in ("obesity.toml", "obesity_sam200.toml")]
+        variants = {
+            "sweeper run obesity obesity_sam200 (one command)": [[*sweeper, *files, *quiet]],
+            "sweeper run obesity; sweeper run obesity_sam200": [
+                [*sweeper, f, *quiet] for f in files
+            ],
+        }
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(args.repeat):
+            for name, commands in variants.items():
+                times[name].append(time_commands(commands, data_dir))
+        print(f"whole commands, {total} models, median of {args.repeat} (wall, CPU incl. workers):")
+        for name, runs in times.items():
+            wall = statistics.median(w for w, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            print(f"  {name:50s} {wall:6.1f} s wall  {cpu:6.1f} s CPU")
     if args.sample == 0:
         return
     rng = random.Random(0)
