@@ -206,3 +206,25 @@ def test_a_worker_in_a_job_log_prints_progress_lines(tmp_path: Path) -> None:
     assert len(lines) >= 3, result.stderr
     assert re.fullmatch(r"w: 10/10 done, 0 failed, 0 running, .*, best loss 0\.6", lines[-1])
     assert "worker: joining w (" in result.stdout and "w: " not in result.stdout
+
+
+def test_a_worker_whose_studies_have_failed_trials_exits_3(tmp_path: Path) -> None:
+    """A job scheduler sees a worker's failed trials as a failed job, as `run`'s caller does."""
+    from sweeper.launch.options import RunOptions
+    from sweeper.launch.run import start
+    from sweeper.study import Study
+
+    file = study(tmp_path, "wf", "lr = [0.1, 1.0]", seeds=1)
+    db = str(tmp_path / "r.db")
+    start(Study.from_file(tmp_path / file), db, RunOptions())
+    code, out, err = invoke("worker", "--db", db, "--workers", "1", "--no-progress")
+    assert code == EXIT_TRIALS_FAILED, err
+    assert "worker: nothing left to do (worked on 1 studies)" in out
+    assert err.startswith("1 trial failed: ValueError: lr too large") and "sweeper runs wf" in err
+    code, _, _ = invoke("worker", "--db", db, "--workers", "1", "--no-progress")
+    assert code == 0  # nothing left to do: it worked on no study this time
+    help_code, shown, _ = invoke("worker", "--help", env={"COLUMNS": "200"})
+    assert help_code == 0 and "3 it finished but a study it worked on has failed trials" in (
+        " ".join(shown.split())
+    )
+

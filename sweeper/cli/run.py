@@ -222,6 +222,11 @@ def worker(
     """Join the studies of a shared database from this host and work until none is left.
 
     Example: sweeper worker --db postgresql+psycopg://sweeper@dbhost/sweeper --workers 4
+
+    Exit codes: 0 nothing left to do and no failed trial in the studies it worked on; 1 an
+    error; 2 a usage error; 3 it finished but a study it worked on has failed trials (their
+    errors, grouped, on stderr); 130 interrupted by Ctrl-C, 143 by SIGTERM (the trials in
+    flight back in the queue).
     """
     from sweeper.cli.console import quiet
     from sweeper.cli.progress import StudyProgress
@@ -263,6 +268,21 @@ def worker(
         text = "the trials in flight went back to the queue. Run `sweeper worker` again to go on."
         raise typer.Exit(_interrupted(exc, text)) from None
     out.print(f"worker: nothing left to do (worked on {len(done)} studies)")
+    _exit_if_failed(db, done)
+
+
+def _exit_if_failed(db: str | None, names: Sequence[str]) -> None:
+    """Sum up the failed trials of the studies `names` on stderr, and exit with
+    `EXIT_TRIALS_FAILED` if there are any (a job scheduler then sees the failure)."""
+    from sweeper.launch.run import summarize
+    from sweeper.store import resolve_url
+
+    url = resolve_url(db)
+    failed = [s for s in (summarize(url, name) for name in names) if s.failed]
+    for summary in failed:
+        err.print(failure_summary(summary), markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(EXIT_TRIALS_FAILED)
 
 
 def _run(
