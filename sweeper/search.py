@@ -42,6 +42,29 @@ if TYPE_CHECKING:
 
 #: configuration states, as Optuna's TrialState names them.
 COMPLETE, RUNNING, PRUNED, FAIL = "complete", "running", "pruned", "fail"
+#: asks an ``ask = "auto"`` study's budget is spread over, at least: the rounds the sampler and
+#: the pruner learn from finished configurations.
+AUTO_ROUNDS = 4
+#: lanes of the widest vector the C kernel uses: an automatic ask fills whole blocks of them.
+AUTO_LANES = 16
+
+
+def ask_size(study: Study, group_size: int) -> int:
+    """How many configurations one ask proposes: the study's ``ask``, or for ``"auto"`` as
+    many as keep a batched group large (its seeds times this many trials, up to `group_size`,
+    rounded down to whole blocks of `AUTO_LANES` where that leaves one) while the budget still
+    takes `AUTO_ROUNDS` asks. Per-trial runs (`group_size` 1) ask one at a time.
+    """
+    if study.ask != "auto":
+        return int(study.ask)
+    seeds = max(1, len(study.seeds))
+    by_group = max(1, group_size // seeds)
+    trials = by_group * seeds
+    if trials >= AUTO_LANES:
+        # Whole blocks of lanes: a last, partly filled block costs as much as a full one.
+        by_group = max(1, (trials // AUTO_LANES * AUTO_LANES) // seeds)
+    by_budget = -(-(study.budget or 1) // AUTO_ROUNDS)
+    return max(1, min(by_group, by_budget))
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ class Study:
         sampler_seed: seeds the sampler, so one worker's sequence of proposals is reproducible.
         pruner: "median", "halving" or None (no pruning).
         aggregate: how a configuration's seeds are combined into the value the sampler sees.
-        ask: most configurations proposed at once by one worker (a batch of asks).
+        ask: most configurations proposed at once by one worker (a batch of asks), or
+            ``"auto"``: sized so that batched groups stay large (`sweeper.search.ask_size`).
         command: a command task's argument template (`task` is then ``"command"``).
         timeout: seconds a trial of a user's task may run before it fails (None: no limit).
         params_model: where a function task's pydantic model of its parameters is, e.g.
@@ -53,7 +54,7 @@ class Study:
     sampler_seed: int = 0
     pruner: str | None = None
     aggregate: str = "mean"
-    ask: int = 1
+    ask: int | str = 1
     command: tuple[str, ...] = ()
     timeout: float | None = None
     params_model: str | None = None

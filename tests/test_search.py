@@ -546,3 +546,59 @@ def test_importance_on_a_grid_is_a_clear_error(tmp_path: Path) -> None:
     proc = sweeper("importance", "g", cwd=tmp_path)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "is a grid" in output and "Traceback" not in output
+
+
+# -- ask = "auto": asks sized so that batched groups stay large -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seeds", "budget", "group_size", "expected"),
+    [
+        (3, 60, 256, 15),  # the budget's quarter: 45 trials a group, 4 asks
+        (2, 1000, 256, 128),  # the group's cap: 256 trials, 16 whole blocks of 16 lanes
+        (3, 4000, 256, 80),  # 85 configurations would leave a block of 15 lanes: 80 (240)
+        (3, 60, 1, 1),  # per trial: one at a time, the sampler learns after each
+        (1, 3, 256, 1),  # a tiny budget still asks at least one
+        (5, 100, 4, 1),  # a group smaller than the seeds: one configuration
+    ],
+)
+def test_an_automatic_ask_keeps_groups_large_and_leaves_rounds(
+    seeds: int, budget: int, group_size: int, expected: int
+) -> None:
+    raw = {**obesity_raw(), "seeds": seeds, "budget": budget, "ask": "auto"}
+    study = Study.from_dict(raw)
+    assert study.ask == "auto"
+    assert search.ask_size(study, group_size) == expected
+    assert search.ask_size(Study.from_dict({**raw, "ask": 7}), group_size) == 7
+
+
+@pytest.mark.parametrize("bad", ["many", 0, 1001, 2.5, True, "8"])
+def test_a_bad_ask_is_one_line(bad: Any) -> None:
+    with pytest.raises(StudyFileError) as info:
+        Study.from_dict({**obesity_raw(), "ask": bad})
+    assert [p for p in info.value.problems if "ask" in p] == [
+        f'<study>: ask: must be an integer from 1 to 1000, or "auto" (got {bad!r})'
+        if not isinstance(bad, bool)
+        else '<study>: ask: must be an integer from 1 to 1000, or "auto" (got true)'
+    ]
+
+
+def test_a_batched_worker_asks_as_many_as_fill_its_group(tmp_path: Path) -> None:
+    study_file = toy_study(tmp_path, budget=16, ask='"auto"')
+    study = load(study_file)
+    db = f"sqlite:///{tmp_path / 'auto.db'}"
+    with Store(db, create=True) as store:
+        store.save_study(study, [])
+    options = WorkerOptions(data_dir=None, batched=True, group_size=64, max_claims=1)
+    run_worker(db, study.name, options)
+    # 64 // 3 seeds = 21 configurations (63 trials: 48 in whole blocks of 16, so 16), capped
+    # by the budget's quarter: 4 configurations, 12 trials, claimed as one group.
+    assert len(proposals_in(tmp_path / "auto.db")) == 4
+    rows = trial_rows(tmp_path / "auto.db")
+    assert len(rows) == 12 and sum(r[3] == "completed" for r in rows) == 12
+    # The same study per trial asks one configuration at a time.
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    with Store(one, create=True) as store:
+        store.save_study(study, [])
+    run_worker(one, study.name, WorkerOptions(data_dir=None, max_claims=1))
+    assert len(proposals_in(tmp_path / "one.db")) == 1

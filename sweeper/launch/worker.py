@@ -115,7 +115,11 @@ def _work(store: Store, info: StudyInfo, options: WorkerOptions, me: WorkerId) -
     # its task prunes inside groups), whoever built these options: the same rule as `sweeper run`'s.
     batched = options.batched and batching(info.study, task, "auto")
     data_dir = resolve_data_dir(Path(options.data_dir) if options.data_dir else None)
-    search = _Search(store, info.id, info.study, task) if info.study.searched else None
+    search = (
+        _Search(store, info.id, info.study, task, options.group_size if batched else 1)
+        if info.study.searched
+        else None
+    )
     ctx = RunContext(
         data_dir=data_dir,
         device=options.device,
@@ -256,15 +260,20 @@ class _Search:
     moment (`sweeper.search`); nothing here outlives the worker.
     """
 
-    def __init__(self, store: Store, study_id: int, study: Study, task: Task) -> None:
+    def __init__(
+        self, store: Store, study_id: int, study: Study, task: Task, group_size: int = 1
+    ) -> None:
+        from sweeper.search import ask_size
+
         self.store, self.study_id, self.study, self.task = store, study_id, study, task
+        self.size = ask_size(study, group_size)  # configurations per ask
         # The validation curve is read only when a pruner needs it (curves are large).
         self.curve: str | None = getattr(task, "validation_curve", None) if study.pruner else None
         self.checks: dict[int, Callable[[int, float], bool]] = {}
         self.params: dict[int, str] = {}
 
     def ask(self) -> int:
-        """Propose up to `study.ask` configurations (never past the budget); how many were."""
+        """Propose up to `size` configurations (never past the budget); how many were."""
         from sweeper import search
 
         study = self.study
@@ -273,10 +282,10 @@ class _Search:
             proposals: list[search.Proposal], trials: list[search.TrialResult]
         ) -> list[search.NewProposal]:
             history = search.summarize(study, proposals, trials)
-            return search.propose(study, history, study.ask, self.task.group_key)
+            return search.propose(study, history, self.size, self.task.group_key)
 
         return self.store.extend_search(
-            self.study_id, study.budget or 0, study.ask, propose, self.curve
+            self.study_id, study.budget or 0, self.size, propose, self.curve
         )
 
     def watch(self, trials: list[TrialInput]) -> None:

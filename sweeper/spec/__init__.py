@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from sweeper.errors import StudyFileError
 from sweeper.registry import unknown
@@ -59,7 +66,18 @@ class StudyFile(BaseModel):
     sampler_seed: int = Field(default=0, ge=0, lt=SEED_LIMIT)
     pruner: str | None = None  # a key of `sweeper.samplers.PRUNERS` (checked below)
     aggregate: Literal["mean", "median"] = "mean"
-    ask: int = Field(default=1, ge=1, le=MAX_ASK)
+    # A count, or "auto": sized by the worker so that batched groups stay large
+    # (`sweeper.search.ask_size`).
+    ask: Annotated[int, Field(ge=1, le=MAX_ASK)] | Literal["auto"] = 1
+
+    @field_validator("ask", mode="wrap")
+    @classmethod
+    def _one_line_for_ask(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # One problem, not one per member of the union.
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(f'must be an integer from 1 to {MAX_ASK}, or "auto"') from None
 
 
 def read(path: str | Path) -> dict[str, Any]:

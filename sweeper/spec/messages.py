@@ -53,7 +53,7 @@ def message(err: ErrorDetails) -> str:
     }
     if kind in simple:
         return simple[kind] + got
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # a validator's own ValueError
     return msg[:1].lower() + msg[1:] + got
 
 
