@@ -45,12 +45,18 @@ class Launcher(Protocol):
     ) -> list[WorkerReport]: ...
 
 
-def _jobs(study_name: str, options: WorkerOptions, then: Sequence[Job], **same: Any) -> list[Job]:
-    """The studies in order, each with `same` set in its options; a worker moves on from any
-    but the last as soon as nothing is queued there (see `WorkerOptions.linger`)."""
+def _jobs(
+    study_name: str, options: WorkerOptions, then: Sequence[Job], *, move_on: bool, **same: Any
+) -> list[Job]:
+    """The studies in order, each with `same` set in its options. With `move_on` a worker
+    leaves any study but the last as soon as nothing is queued there (`WorkerOptions.linger`):
+    right where a supervisor re-queues a dead worker's trials at once and starts its
+    replacement on the first study; elsewhere they come back only when their lease expires, and
+    the workers stay to take them."""
     jobs = [(study_name, options), *then]
+    last = len(jobs) - 1
     return [
-        (name, replace(opts, **same, linger=opts.linger and i == len(jobs) - 1))
+        (name, replace(opts, **same, linger=opts.linger and (i == last or not move_on)))
         for i, (name, opts) in enumerate(jobs)
     ]
 
@@ -81,9 +87,10 @@ def launch_local(
     n = workers or os.cpu_count() or 1
     if n == 1:
         with signals.raising():
-            return run_jobs(db_url, _jobs(study_name, options, then))
+            # No other worker: nothing it leaves behind could come back while it is away.
+            return run_jobs(db_url, _jobs(study_name, options, then, move_on=True))
     # Workers exit when this process dies (kill -9), so a killed run leaves no orphan training.
-    jobs = _jobs(study_name, options, then, parent_pid=os.getpid(), share=n)
+    jobs = _jobs(study_name, options, then, move_on=True, parent_pid=os.getpid(), share=n)
     return supervise(db_url, jobs, n, on_event or _ignore)
 
 
@@ -129,7 +136,7 @@ def launch_dask(
     with client:
         threads = client.nthreads()  # type: ignore[no-untyped-call]
         n = workers or max(1, sum(threads.values()))
-        jobs = _jobs(study_name, options, then, share=n)
+        jobs = _jobs(study_name, options, then, move_on=False, share=n)
         with parallel_config(backend="dask"):
             per_worker: list[list[WorkerReport]] = Parallel(n_jobs=n)(
                 delayed(run_jobs)(db_url, jobs) for _ in range(n)

@@ -81,13 +81,12 @@ def supervise(db_url: str, jobs: Sequence[Job], n: int, on_event: OnEvent) -> li
 
 def _child(outbox: Connection, db_url: str, jobs: Sequence[Job], nonce: str) -> None:
     """A worker process: run `run_worker` on each job in turn, then send ``(kind, value)`` to
-    the supervisor.
+    the supervisor: ``("report", [WorkerReport, ...])``, ``("interrupted", signum)`` or
+    ``("error", exception)``.
 
-    ``("report", [WorkerReport, ...])``, ``("interrupted", signum)`` or ``("error",
-    exception)``. It
-    starts with SIGINT and SIGTERM blocked (`_Supervisor._start`) and unblocks them only once
-    they raise `Interrupted`; the first one also makes later ones ignored, so that the message
-    is always sent.
+    It starts with SIGINT and SIGTERM blocked (`_Supervisor._start`) and unblocks them only
+    once they raise `Interrupted`; the first one also makes later ones ignored, so that the
+    message is always sent.
     """
     host, pid = socket.gethostname(), os.getpid()
     me = WorkerId(f"{host}:{pid}:{nonce}", host, pid)
