@@ -84,7 +84,7 @@ def test_best_ci_text_and_default_unchanged(db: str) -> None:
     shown = cli("best", "obesity", "--top", "2", "--ci", "--format", "markdown", "--db", db)
     lines = shown.stdout.splitlines()
     assert "mean [95% CI]" in lines[0]
-    assert "| 0.7894 [0.7319, 0.8470]   |" in lines[2]
+    assert "| 0.7637 [0.7454, 0.7821]   |" in lines[2]
     assert lines[3].count(" ~ |") == 1  # the second interval overlaps the first's
 
 
@@ -121,7 +121,7 @@ def test_grid_ci_cells_equal_scipy_and_marks(db: str) -> None:
 def test_grid_sem_works_and_is_checked(db: str) -> None:
     sem = cli("table", "obesity", "--sem", "--format", "markdown", "--db", db)
     assert sem.exit_code == 0 and "mean ± sem over seeds" in sem.stdout
-    assert "| 3e-05             |     3.690 ± 0.049 | 3.690 ± 0.049 |" in sem.stdout
+    assert "| 3e-05             | 3.690 ± 0.049 | 3.690 ± 0.049 |     3.690 ± 0.049 |" in sem.stdout
     bad = cli("table", "obesity", "--sem", "--agg", "std", "--db", db)
     assert bad.exit_code == 1
     assert (

@@ -35,7 +35,7 @@ def test_obesity_report_is_self_contained_and_complete(db: str) -> None:
     assert page.count("<script") >= 1 and page.count("plotly.js v") <= 2  # inlined once
     assert page.count('<table class="grid">') == 9  # 8 (optimizer, sam_rho) + sam200's one
     assert page.count('class="figure heatmap"') == 9
-    assert '<td class="best">0.7894' in page  # obesity's best cell
+    assert '<td class="best">0.7637' in page  # obesity's best cell
     assert "sweeper run studies/obesity.toml --db" in page and "sweeper table obesity" in page
 
 
