@@ -108,6 +108,9 @@ class FunctionTask:
         self.metric = metric
         self.trials_dir = trials_dir
         self.source_dir = source_dir
+        #: what each trial's checkpoints hold, and a hash of the code that writes them beyond
+        #: the study's (a model task's training loop: `sweeper.tasks.model.checkpoints`).
+        self.checkpoint_kind, self.checkpoint_code = "function", ""
         self.source_file = source_file
         self.validation_curve = prune_curve
         found = getattr(fn, "Params", None)
@@ -241,7 +244,7 @@ class FunctionTask:
                 should_prune=ctx.should_prune,
                 prune_curve=self.validation_curve,
                 checkpoint=(
-                    ctx.checkpoints.trial(item.key, "function")
+                    ctx.checkpoints.trial(item.key, self.checkpoint_kind, self.checkpoint_code)
                     if ctx.checkpoints is not None
                     else None
                 ),

@@ -5,7 +5,8 @@
     spec (ModelSpec: build, data, loss, metrics, dtype) + hyper (lr, optimizer, epochs, ...)
       -> per_trial.train_per_trial (a torch loop)    batched.train_batched (torch.func, vmap;
                                                       a plain MLP: lanes, the C kernel)
-      -> result.ModelResult; task.ModelTask runs a study's trials with either
+      -> result.ModelResult; task.ModelTask runs a study's trials with either, saving and
+         resuming their training state (checkpoints: per trial, or per member of a group)
 """
 
 from __future__ import annotations

@@ -16,16 +16,24 @@ members that go on compute bit for bit what they would have computed with it (te
 
 A group whose model is a plain MLP with a named loss goes to the C kernel instead, with the
 same semantics (`sweeper.tasks.model.lanes`; ``SWEEPER_NATIVE=0`` keeps it here).
+
+With a checkpoint policy and the members' trial keys, each member saves its own state (its
+parameter row, optimizer rows, batch generator, curves, epoch) when the policy's cadence says,
+one file per member (`sweeper.tasks.model.checkpoints`), and resumes from it: members saved
+after the same epoch train together as one part, the most advanced part first, each member
+bit for bit as in an uninterrupted run. A member's checkpoint is removed once its result has
+been taken (the caller asks for the next one), or when the group fails; a kill keeps them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sweeper.seeds import derive_seed
 from sweeper.tasks.model.batchable import NotBatchable, why_not_batched
-from sweeper.tasks.model.group import Judge, Member, end_epoch
+from sweeper.tasks.model.checkpoints import member_checkpoints, member_state, optimizer_rows
+from sweeper.tasks.model.group import Judge, Member, Part, end_epoch
 from sweeper.tasks.model.hyper import BATCH_SEED, VARY, group_key, train_params
 from sweeper.tasks.model.lanes import kernel_for, run_lanes
 from sweeper.tasks.model.losses import evaluate
@@ -35,7 +43,12 @@ from sweeper.tasks.model.result import ModelResult
 if TYPE_CHECKING:
     import torch
 
+    from sweeper.checkpoints import CheckpointPolicy, TrialCheckpoint
+    from sweeper.tasks.model.data import Splits
     from sweeper.tasks.model.spec import ModelSpec
+
+#: ``resumed(index, curves)``: a member resumes from its checkpoint with these curves so far.
+Resumed = Callable[[int, Mapping[str, list[float]]], None]
 
 __all__ = ["Judge", "Member", "run_batched", "train_batched"]
 
@@ -71,8 +84,15 @@ def run_batched(
     *,
     heartbeat: Callable[[], None] = lambda: None,
     judge: Judge | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    keys: Sequence[str] = (),
+    resumed: Resumed | None = None,
 ) -> Iterator[tuple[int, ModelResult | str | None]]:
     """Train `members` as one model; yield ``(index, result)`` for each as soon as it ends.
+
+    With `checkpoints` and the members' trial `keys`, members save and resume as the module
+    docstring says; `resumed` is told, before training, of each member that resumes (so a
+    judge can be given the curves it was told before the kill).
 
     After each epoch, `judge` (if any) sees every member still training and names those that
     stop: they end with None after that epoch (the judge keeps what it needs of them, e.g. a
@@ -86,31 +106,107 @@ def run_batched(
         ValueError: the members do not share a group key.
         StudyFileError, ModelDataError, ModelSpecError: as `train_per_trial`.
     """
+    shared = {group_key(p) for p, _ in members}
+    if len(shared) != 1:
+        raise ValueError(f"members of one batched group must share a group key (got {len(shared)})")
+    hypers = [train_params(p) for p, _ in members]
+    splits = spec.splits(members[0][0])
+    models = [spec.model(p, seed) for p, seed in members]
+    reason = why_not_batched(models[0])
+    if reason is not None:
+        raise NotBatchable(reason)
+    compiled = kernel_for(spec, models[0], hypers[0], splits)
+    ckpts: list[TrialCheckpoint] = []
+    if checkpoints is not None and keys:
+        isa = compiled.isa if compiled is not None else None
+        ckpts = member_checkpoints(checkpoints, keys, spec, isa)
+    size = sum(p.numel() for p in models[0].parameters())
+    states = [_load(c, size) for c in ckpts] if ckpts else [None] * len(members)
+    by_epoch: dict[int, list[int]] = {}
+    for i, state in enumerate(states):
+        by_epoch.setdefault(int(state["epoch"]) if state else 0, []).append(i)
+        if state is not None and resumed is not None:
+            resumed(i, state["curves"])
+    done: set[int] = set()
+    try:
+        for epoch in sorted(by_epoch, reverse=True):
+            index = by_epoch[epoch]
+            picked = [members[i] for i in index]
+            models_of = [models[i] for i in index]
+            part = Part(
+                [states[i] for i in index],
+                [ckpts[i] for i in index] if ckpts else [],
+                keys[index[0]][:8] if keys else "",
+            )
+            local = _local_judge(judge, index)
+            if compiled is not None:
+                # A plain MLP: whole epochs in the C kernel, one member per lane, same semantics.
+                results = run_lanes(
+                    spec, picked, models_of, splits, compiled,
+                    heartbeat=heartbeat, judge=local, part=part,
+                )  # fmt: skip
+            else:
+                results = _train_part(
+                    spec, picked, models_of, splits, heartbeat=heartbeat, judge=local, part=part
+                )
+            for j, result in results:
+                done.add(index[j])
+                yield index[j], result
+                if ckpts:
+                    ckpts[index[j]].remove()  # the caller has taken (recorded) the result
+    except Exception:
+        # A group that fails for good keeps no checkpoints; a kill (no exception) keeps them.
+        for i, ckpt in enumerate(ckpts):
+            if i not in done:
+                ckpt.remove()
+        raise
+
+
+def _load(ckpt: TrialCheckpoint, size: int) -> dict[str, Any] | None:
+    """A member's saved state, or None (then removed) when it does not fit the model."""
+    state = ckpt.load()
+    if state is not None and state["params"].numel() != size:
+        ckpt.remove()
+        return None
+    return state
+
+
+def _local_judge(judge: Judge | None, index: Sequence[int]) -> Judge | None:
+    """`judge` as a part of the group (members ``index[0], index[1], ...``) sees it."""
+    if judge is None:
+        return None
+    position = {i: j for j, i in enumerate(index)}
+
+    def local(epoch: int, values: Mapping[int, dict[str, float]]) -> list[int]:
+        stopped = judge(epoch, {index[j]: v for j, v in values.items()})
+        return [position[i] for i in stopped if i in position]
+
+    return local
+
+
+def _train_part(
+    spec: ModelSpec,
+    members: Sequence[Member],
+    models: Sequence[torch.nn.Module],
+    splits: Splits,
+    *,
+    heartbeat: Callable[[], None],
+    judge: Judge | None,
+    part: Part,
+) -> Iterator[tuple[int, ModelResult | str | None]]:
+    """Train `members` (their initial `models`; all fresh, or all resumed from `part`'s
+    states after one epoch) with ``torch.func``; yield ``(index among them, result)`` as
+    `run_batched` does."""
     import torch
     from torch.func import functional_call, stack_module_state, vmap
 
     from sweeper.optim.sam import sam_ascent
 
-    keys = {group_key(p) for p, _ in members}
-    if len(keys) != 1:
-        raise ValueError(f"members of one batched group must share a group key (got {len(keys)})")
-    first_params = members[0][0]
     hypers = [train_params(p) for p, _ in members]
     hyper = hypers[0]
     m = len(members)
-    splits = spec.splits(first_params)
     loss_fn, metrics = spec.loss_fn(), spec.metrics
-    models = [spec.model(p, seed) for p, seed in members]
-    reason = why_not_batched(models[0])
-    if reason is not None:
-        raise NotBatchable(reason)
-    compiled = kernel_for(spec, models[0], hyper, splits)
-    if compiled is not None:
-        # A plain MLP: whole epochs in the C kernel, one member per SIMD lane, same semantics.
-        yield from run_lanes(
-            spec, members, models, splits, compiled, heartbeat=heartbeat, judge=judge
-        )
-        return
+    start_epoch = part.start
     base = models[0]
     stacked, buffers = stack_module_state(models)
     names = list(stacked)
@@ -118,6 +214,8 @@ def run_batched(
     sizes = [stacked[k][0].numel() for k in names]
     # A leaf: autograd puts every member's gradient into flat.grad [M, P], laid out like it.
     flat = torch.cat([stacked[k].detach().reshape(m, -1) for k in names], dim=1)
+    if start_epoch:
+        flat.copy_(torch.stack([s["params"] for s in part.resumed()]).to(flat.dtype))
     flat.requires_grad_(True)
     buffers = {k: v.detach() for k, v in buffers.items()}
     del stacked
@@ -186,8 +284,18 @@ def run_batched(
     x, y = splits.train
     n = len(x)
     curves: list[dict[str, list[float]]] = [{"train_loss": []} for _ in members]
+    if start_epoch:
+        live = part.resumed()
+        opt_rows, zero_d = optimizer_rows(live, flat.shape[1], flat.dtype)
+        update.load_state({**opt_rows, **zero_d})
+        for j, s in enumerate(live):
+            generators[j].set_state(s["rng"])
+            curves[j] = {k: [float(v) for v in vs] for k, vs in s["curves"].items()}
+        for _ in range(start_epoch):
+            all_lr = _schedule(scheduler, flat.dtype, all_lr)  # replayed, bit for bit as it ran
+    cadence = part.cadence()
 
-    for epoch in range(1, hyper.epochs + 1):
+    for epoch in range(start_epoch + 1, hyper.epochs + 1):
         if not alive:
             return
         lr = all_lr[torch.tensor(alive)]
@@ -200,7 +308,7 @@ def run_batched(
             for start in range(0, n, hyper.batch_size):
                 idx = perms[:, start : start + hyper.batch_size]
                 xb, yb = x[idx], y[idx]
-                if epoch == 1 and start == 0:
+                if epoch == start_epoch + 1 and start == 0:
                     try:
                         grad, loss = gradient(xb, yb)
                     except Exception as exc:  # noqa: BLE001 - any failure under vmap: train per trial
@@ -215,11 +323,7 @@ def run_batched(
                     flat.copy_(saved)
                 update.step(grad, lr)
                 total += loss.double() * idx.shape[1]
-            if scheduler is not None:
-                scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
-                scheduler.step()
-                lrs = [g["lr"] for g in scheduler.optimizer.param_groups]
-                all_lr = torch.tensor(lrs, dtype=flat.dtype).unsqueeze(1)
+            all_lr = _schedule(scheduler, flat.dtype, all_lr)
             val = score(splits.val, "val") if splits.val is not None else None
         ended = end_epoch(epoch, alive, (total / n).tolist(), val, curves, judge)
         heartbeat()
@@ -239,6 +343,15 @@ def run_batched(
             generators = [generators[r] for r in rows]
         alive = [i for i in alive if i not in ended]
         m = len(alive)
+        if cadence is not None and alive and cadence.epoch_done(epoch):
+            state = update.state()
+            per_row = {k: v for k, v in state.items() if v.shape == flat.shape}
+            zero_d = {k: v for k, v in state.items() if v.shape != flat.shape}
+            for r, i in enumerate(alive):
+                rows_of = {k: v[r] for k, v in per_row.items()}
+                rng = generators[r].get_state()
+                part.save(i, member_state(epoch, flat[r].detach(), rows_of, zero_d, rng, curves[i]))
+            cadence.saved()
 
     if not alive:
         return
@@ -249,6 +362,18 @@ def run_batched(
                 finals[i].update(scores)
     for i in alive:
         yield i, ModelResult(finals[i], curves[i])
+
+
+def _schedule(scheduler: Any, dtype: torch.dtype, lr: torch.Tensor) -> torch.Tensor:
+    """Step the cosine `scheduler` (if any) one epoch; every member's learning rate next."""
+    import torch
+
+    if scheduler is None:
+        return lr
+    scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
+    scheduler.step()
+    lrs = [g["lr"] for g in scheduler.optimizer.param_groups]
+    return torch.tensor(lrs, dtype=dtype).unsqueeze(1)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,17 +2,21 @@
 
 `sweeper.tasks.model.batched` (``torch.func``, any model) and `sweeper.tasks.model.lanes` (the C
 kernel, plain MLPs) take the same members and the same judge and end each epoch the same way
-(`end_epoch`), so the pruner and the caller cannot tell them apart.
+(`end_epoch`), so the pruner and the caller cannot tell them apart. Each trains a `Part` of
+a group at a time: members that start at the same epoch, fresh or from their checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.tasks.common import diverged
 from sweeper.tasks.model.result import ModelResult
+
+if TYPE_CHECKING:
+    from sweeper.checkpoints import Cadence, TrialCheckpoint
 
 #: ``(params, seed)`` of one member.
 Member = tuple[Mapping[str, Any], int]
@@ -48,3 +52,40 @@ def end_epoch(
         going = {i: v for i, v in values.items() if i not in ended}
         ended.update((i, None) for i in judge(epoch, going) if i in going)
     return ended
+
+
+class Part:
+    """The checkpoints of the members of a group's part (members that start at one epoch):
+    the `states` they resume from (all None: fresh) and the `ckpts` they save to (empty:
+    they keep none), in member order."""
+
+    def __init__(
+        self,
+        states: Sequence[dict[str, Any] | None],
+        ckpts: Sequence[TrialCheckpoint] = (),
+        label: str = "",
+    ) -> None:
+        self.states, self.ckpts, self.label = states, ckpts, label
+
+    @property
+    def start(self) -> int:
+        """The epoch the members saved after (0: fresh)."""
+        first = self.states[0] if self.states else None
+        return int(first["epoch"]) if first is not None else 0
+
+    def resumed(self) -> list[dict[str, Any]]:
+        """The members' states (a part that starts after epoch 0 has one for each)."""
+        live = [s for s in self.states if s is not None]
+        if len(live) != len(self.states):
+            raise ValueError("a part resumed from checkpoints needs every member's state")
+        return live
+
+    def cadence(self) -> Cadence | None:
+        """When the part saves next (None: it keeps no checkpoints)."""
+        if not self.ckpts:
+            return None
+        return self.ckpts[0].policy.cadence(len(self.ckpts), self.label)
+
+    def save(self, j: int, state: Mapping[str, Any]) -> None:
+        """Save member `j`'s state (`sweeper.tasks.model.checkpoints.member_state`)."""
+        self.ckpts[j].save(state)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeper.kernel.arch import LANE_LOSSES, LaneArch
 from sweeper.kernel.lanes import LANE_UPDATES
 from sweeper.seeds import derive_seed
-from sweeper.tasks.model.group import Judge, Member, end_epoch
+from sweeper.tasks.model.checkpoints import member_state, optimizer_rows
+from sweeper.tasks.model.group import Judge, Member, Part, end_epoch
 from sweeper.tasks.model.hyper import BATCH_SEED, TrainParams, train_params
 from sweeper.tasks.model.losses import evaluate
 from sweeper.tasks.model.result import ModelResult
@@ -123,20 +124,24 @@ def run_lanes(
     *,
     heartbeat: Callable[[], None] = lambda: None,
     judge: Judge | None = None,
+    part: Part | None = None,
 ) -> Iterator[tuple[int, ModelResult | str | None]]:
-    """`sweeper.tasks.model.batched.run_batched` for a group `kernel_for` accepted: `models`
-    are the members' initial models (``spec.model(params, seed)``), `splits` the group's data
-    and `compiled` the kernel.
+    """`sweeper.tasks.model.batched.run_batched` for (a part of) a group `kernel_for`
+    accepted: `models` are the members' initial models (``spec.model(params, seed)``),
+    `splits` the group's data, `compiled` the kernel, and `part` the members' checkpoints
+    (all resumed after one epoch, or all fresh; None: fresh, saving none).
 
     Yields:
-        ``(index, result)`` per member as it ends, as `run_batched` does.
+        ``(index among members, result)`` per member as it ends, as `run_batched` does.
     """
     import torch
 
     from sweeper.kernel.lanes import LaneMLP
 
+    part = part if part is not None else Part([None] * len(members))
     hypers = [train_params(p) for p, _ in members]
     hyper = hypers[0]
+    start_epoch = part.start
     loss_fn, metrics = spec.loss_fn(), spec.metrics
     activations = plain_mlp(models[0])
     assert activations is not None  # kernel_for checked it
@@ -160,35 +165,46 @@ def run_lanes(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(dummy, T_max=hyper.epochs)
     generators = [torch.Generator().manual_seed(derive_seed(s, *BATCH_SEED)) for _, s in members]
     curves: list[dict[str, list[float]]] = [{"train_loss": []} for _ in members]
+    if start_epoch:
+        live = part.resumed()
+        net.flat.copy_(net.restack(torch.stack([s["params"].to(dtype) for s in live])))
+        size = net.flat.shape[1]
+        opt_rows, zero_d = optimizer_rows(live, size, dtype)
+        opt.load_state({**{k: net.restack(v) for k, v in opt_rows.items()}, **zero_d})
+        for j, s in enumerate(live):
+            generators[j].set_state(s["rng"])
+            curves[j] = {k: [float(v) for v in vs] for k, vs in s["curves"].items()}
+        for _ in range(start_epoch):
+            all_lr = _schedule(scheduler, all_lr)  # replayed, bit for bit as it ran
+    cadence = part.cadence()
 
     def score(pair: tuple[torch.Tensor, torch.Tensor], split: str) -> list[dict[str, float]]:
         """Per row of the net, loss and metrics on a whole split."""
         preds = net.predict(pair[0].to(dtype))
         return [evaluate(loss_fn, metrics, preds[r], pair[1], split) for r in range(len(alive))]
 
-    for epoch in range(1, hyper.epochs + 1):
+    for epoch in range(start_epoch + 1, hyper.epochs + 1):
         opt.lr = net.column([all_lr[i] for i in alive])
         perms = torch.stack([torch.randperm(n, generator=g) for g in generators])
         net.shuffle(x, targets, perms)
         total = net.train_epoch(opt, hyper.batch_size).to(torch.float64)
-        if scheduler is not None:
-            scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
-            scheduler.step()
-            all_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+        all_lr = _schedule(scheduler, all_lr)
         val = score(splits.val, "val") if splits.val is not None else None
         ended = end_epoch(epoch, alive, (total / n).tolist(), val, curves, judge)
         heartbeat()
         for i in sorted(ended):
             yield i, ended[i]
-        if not ended:
-            continue
-        rows = [r for r, i in enumerate(alive) if i not in ended]
-        alive = [alive[r] for r in rows]
-        if not alive:
-            return
-        # Repack the survivors into the fewest blocks: stopped members cost nothing more.
-        net, opt = _keep(net, opt, rows, hyper.optimizer, [hypers[i] for i in alive])
-        generators = [generators[r] for r in rows]
+        if ended:
+            rows = [r for r, i in enumerate(alive) if i not in ended]
+            alive = [alive[r] for r in rows]
+            if not alive:
+                return
+            # Repack the survivors into the fewest blocks: stopped members cost nothing more.
+            net, opt = _keep(net, opt, rows, hyper.optimizer, [hypers[i] for i in alive])
+            generators = [generators[r] for r in rows]
+        if cadence is not None and cadence.epoch_done(epoch):
+            _save(part, net, opt, generators, alive, curves, epoch)
+            cadence.saved()
 
     finals: dict[int, dict[str, float]] = {i: {} for i in alive}
     for split, pair in splits.present():
@@ -196,6 +212,35 @@ def run_lanes(
             finals[i].update(scores)
     for i in alive:
         yield i, ModelResult(finals[i], curves[i])
+
+
+def _schedule(scheduler: Any, lr: list[float]) -> list[float]:
+    """Step the cosine `scheduler` (if any) one epoch; every member's learning rate next."""
+    if scheduler is None:
+        return lr
+    scheduler.optimizer.step()  # no gradients: a no-op that keeps torch's check quiet
+    scheduler.step()
+    return [g["lr"] for g in scheduler.optimizer.param_groups]
+
+
+def _save(
+    part: Part,
+    net: LaneMLP,
+    opt: LaneOptimizer,
+    generators: Sequence[torch.Generator],
+    alive: Sequence[int],
+    curves: Sequence[dict[str, list[float]]],
+    epoch: int,
+) -> None:
+    """Save each member still training after `epoch` (row r of `net` is member alive[r])."""
+    params = net.unstack(net.flat)
+    state = opt.state()
+    rows = {k: net.unstack(v) for k, v in state.items() if v.shape == net.flat.shape}
+    zero_d = {k: v for k, v in state.items() if v.shape != net.flat.shape}
+    for r, i in enumerate(alive):
+        mine = {k: v[r] for k, v in rows.items()}
+        rng = generators[r].get_state()
+        part.save(i, member_state(epoch, params[r], mine, zero_d, rng, curves[i]))
 
 
 def _optimizer(net: LaneMLP, name: str, hypers: Sequence[TrainParams]) -> LaneOptimizer:

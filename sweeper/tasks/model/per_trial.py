@@ -4,13 +4,18 @@ The reference the batched path (`sweeper.tasks.model.batched`) must reproduce: t
 weights (`ModelSpec.model`), the same batch order (a generator seeded with
 ``derive_seed(seed, "batches", "model")`` drawing one permutation per epoch), the same
 optimizer formulas (``torch.optim``), SAM's two passes as in `sweeper.optim.sam.SAM`.
+
+With a `Resumable` (the trial's `sweeper.Trial`) the run saves its whole training state after
+an epoch when the checkpoint policy says so, and resumes from the last one saved: the model's
+and the optimizer's state dicts, the scheduler's, the batch-order generator's, the epoch and
+the curves, so that a resumed run ends bit for bit as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sweeper.errors import TrialDiverged
 from sweeper.seeds import derive_seed
@@ -28,18 +33,30 @@ if TYPE_CHECKING:
 Report = Callable[..., None]
 
 
+class Resumable(Protocol):
+    """Where a run keeps its state (`sweeper.Trial` is one): `restore` once at the start,
+    `checkpoint` after every epoch (it saves when the policy's cadence says so)."""
+
+    def restore(self) -> dict[str, Any] | None: ...
+
+    def checkpoint(self, state: Mapping[str, Any], *, force: bool = False) -> bool: ...
+
+
 def train_per_trial(
     spec: ModelSpec,
     params: Mapping[str, Any],
     seed: int,
     *,
     report: Report | None = None,
+    checkpoint: Resumable | None = None,
 ) -> ModelResult:
     """Train one trial with `params` and `seed`.
 
     Args:
         report: called as ``report(epoch, **curve_values)`` after each epoch (1-based), e.g.
             `sweeper.Trial.report`; it may raise `sweeper.TrialPruned` to stop the run.
+        checkpoint: where to resume from and save to (see the module docstring); saved
+            after `report` has taken the epoch, so the trial's curves include it.
 
     Returns:
         The final metrics and the curves (see `ModelResult`).
@@ -75,8 +92,19 @@ def train_per_trial(
     x, y = splits.train
     n = len(x)
     curves: dict[str, list[float]] = {"train_loss": []}
+    state = checkpoint.restore() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        base.load_state_dict(state["optimizer"])
+        if isinstance(opt, SAM):
+            opt.param_groups = base.param_groups  # loading made new group dicts; share them
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["rng"])
+        curves = {name: [float(v) for v in values] for name, values in state["curves"].items()}
+    first = int(state["epoch"]) + 1 if state is not None else 1
 
-    for epoch in range(1, hyper.epochs + 1):
+    for epoch in range(first, hyper.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator)
         total = torch.zeros((), dtype=torch.float64)
@@ -108,6 +136,17 @@ def train_per_trial(
                     curves.setdefault(name, []).append(value)
         if report is not None:
             report(epoch, **values)
+        if checkpoint is not None:
+            saved: dict[str, Any] = {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": base.state_dict(),
+                "rng": generator.get_state(),
+                "curves": curves,
+            }
+            if scheduler is not None:
+                saved["scheduler"] = scheduler.state_dict()
+            checkpoint.checkpoint(saved)
 
     final: dict[str, float] = {}
     for name, pair in splits.present():

@@ -19,4 +19,3 @@ class ModelResult:
 
     metrics: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
-

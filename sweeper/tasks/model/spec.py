@@ -115,7 +115,8 @@ class ModelSpec:
 
     def __call__(self, params: dict[str, Any], seed: int, trial: Trial) -> dict[str, float]:
         """Train one trial (the user-function signature): its final metrics; curves go to
-        ``trial.report``, which may stop the run with `sweeper.TrialPruned`."""
+        ``trial.report``, which may stop the run with `sweeper.TrialPruned`; the training state
+        goes to ``trial.checkpoint`` and comes back from ``trial.restore`` after a kill."""
         from sweeper.tasks.model.per_trial import train_per_trial
 
-        return train_per_trial(self, params, seed, report=trial.report).metrics
+        return train_per_trial(self, params, seed, report=trial.report, checkpoint=trial).metrics

@@ -6,6 +6,10 @@ per-trial run, goes through the function task (``spec(params, seed, trial)``: cu
 failure reasons as for any user function); a larger group trains as one batched model, or,
 when its model cannot be batched, one trial at a time after one warning line saying why.
 
+Model tasks checkpoint on their own (``ctx.checkpoints``): a per-trial run through its
+`sweeper.Trial`, a batched group one file per member (`sweeper.tasks.model.checkpoints`); a
+trial killed mid-training resumes where it saved, bit for bit.
+
 A batched group is pruned as a per-trial run is: after each epoch every member reports its
 curve values through its own `sweeper.Trial` (the pruner sees the same data either way), and a
 member the pruner stops leaves the group (`sweeper.tasks.model.batched`) and is yielded at
@@ -24,6 +28,7 @@ from sweeper.tasks.base import RunContext, Task, TrialInput, TrialOutcome
 from sweeper.tasks.function import FunctionTask
 from sweeper.tasks.model.batchable import NotBatchable
 from sweeper.tasks.model.batched import run_batched
+from sweeper.tasks.model.checkpoints import model_code
 from sweeper.tasks.model.hyper import group_key, train_params
 from sweeper.tasks.model.result import ModelResult
 from sweeper.tasks.model.spec import ModelSpec
@@ -57,6 +62,9 @@ class ModelTask:
 
     def __init__(self, function: FunctionTask, spec: ModelSpec) -> None:
         self.function, self.spec = function, spec
+        # A per-trial run of the spec checkpoints its training state through its `Trial`.
+        function.checkpoint_kind = f"model/per-trial/{spec.dtype}"
+        function.checkpoint_code = model_code(spec)
         self.name = function.name
         self.validation_curve = function.validation_curve
         self.params_model: type[BaseModel] | None = function.params_model
@@ -90,7 +98,15 @@ class ModelTask:
             return
         group = _Judged(trials, ctx, self)
         members = [(dict(t.params), t.seed) for t in trials]
-        results = run_batched(self.spec, members, heartbeat=ctx.heartbeat, judge=group.judge)
+        results = run_batched(
+            self.spec,
+            members,
+            heartbeat=ctx.heartbeat,
+            judge=group.judge,
+            checkpoints=ctx.checkpoints,
+            keys=[t.key for t in trials],
+            resumed=group.resume,
+        )
         done: set[int] = set()
         while True:
             try:
@@ -111,7 +127,8 @@ class ModelTask:
             done.add(i)
             yield group.stopped[i] if result is None else self._outcome(trials[i], result)
         # The group could not go on: the members not yet ended start again, one by one.
-        yield from self.function.run([t for i, t in enumerate(trials) if i not in done], ctx)
+        rest = [t for i, t in enumerate(trials) if i not in done]
+        yield from self.function.run(rest, ctx)
 
     def _outcome(self, trial: TrialInput, result: ModelResult | str) -> TrialOutcome:
         if isinstance(result, str):
@@ -129,6 +146,8 @@ class _Judged:
 
     def __init__(self, trials: Sequence[TrialInput], ctx: RunContext, task: ModelTask) -> None:
         self.trials = trials
+        self.should_prune = ctx.should_prune
+        self.replaying = False
         self.handles = [
             Trial(
                 t.trial_id,
@@ -138,7 +157,7 @@ class _Judged:
                 dir=task.function.trials_dir / t.key,
                 device=ctx.device,
                 heartbeat=ctx.heartbeat,
-                should_prune=ctx.should_prune,
+                should_prune=self._should_prune,
                 prune_curve=task.validation_curve,
             )
             for t in trials
@@ -147,6 +166,21 @@ class _Judged:
         self.config = [json.dumps(dict(t.params), sort_keys=True) for t in trials]
         #: member index -> its outcome, once the judge stopped it.
         self.stopped: dict[int, TrialOutcome] = {}
+
+    def _should_prune(self, trial_id: int, position: int, value: float) -> bool:
+        return not self.replaying and self.should_prune(trial_id, position, value)
+
+    def resume(self, i: int, curves: Mapping[str, list[float]]) -> None:
+        """Member `i` resumes from its checkpoint with `curves`: tell its `sweeper.Trial` the
+        epochs it reported before the kill again (the pruner judged them then; not again)."""
+        epochs = max((len(values) for values in curves.values()), default=0)
+        self.replaying = True
+        try:
+            for e in range(epochs):
+                point = {k: v[e] for k, v in curves.items() if e < len(v)}
+                self.handles[i].report(e + 1, **point)
+        finally:
+            self.replaying = False
 
     def judge(self, epoch: int, values: Mapping[int, dict[str, float]]) -> list[int]:
         """Report `epoch` for each member in `values`; the members that stop (`run_batched`'s
