@@ -93,3 +93,48 @@ def check_sampling(study: Study, group_key: Callable[[Any], str]) -> None:
         raise SweeperError(
             f"{where}space: the {study.kind} sampler cannot draw from it: {exc}"
         ) from None
+
+
+def check_device(study: Study, task: Any, options: RunOptions) -> None:
+    """Refuse a ``--device`` the study's task cannot train on, or (local workers) one this
+    machine's torch cannot reach: better one line now than every trial failing with torch's
+    error. A command's program brings its own framework, so only its name is checked; torch is
+    imported only for a device other than the CPU.
+
+    Raises:
+        SweeperError: naming the device and what to do.
+    """
+    device = options.device
+    if device == "cpu":
+        return
+    kind = device.split(":", 1)[0]
+    devices: tuple[str, ...] | None = getattr(task, "devices", None)
+    if devices is not None and kind not in devices:
+        raise SweeperError(
+            f"--device {device}: {study.task!r} trains on {' or '.join(devices)} only; "
+            "use --device cpu"
+        )
+    if study.command:
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise SweeperError(
+            f"--device {device}: not a torch device; use cpu, cuda or cuda:N"
+        ) from None
+    if options.backend != "local" or kind != "cuda":
+        return  # remote workers resolve their own devices; other kinds fail in the trial
+    if not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU build"
+        raise SweeperError(
+            f"--device {device}: torch {torch.__version__} here ({built}) sees no CUDA "
+            "device; use --device cpu"
+        )
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise SweeperError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+            f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+        )

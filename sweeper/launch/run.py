@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
 from sweeper.launch.backends import BACKENDS
-from sweeper.launch.limits import check_bounds, check_sampling, check_size
+from sweeper.launch.limits import check_bounds, check_device, check_sampling, check_size
 from sweeper.launch.modes import example_params, worker_options
 from sweeper.launch.options import CODE_CHANGED, MODE_ALIASES, MODES, RunOptions, WorkerOptions
 from sweeper.launch.worker import WorkerReport
@@ -164,6 +164,7 @@ def _prepare(study: Study, options: RunOptions) -> _Prepared:
 
     check_size(study, options.max_trials)
     task = task_for(study)
+    check_device(study, task, options)
     code = code_identity(study)
     if study.searched:
         check_sampling(study, task.group_key)

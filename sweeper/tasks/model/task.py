@@ -58,6 +58,9 @@ class ModelTask:
     supports_batching: ClassVar[bool] = True
     #: a pruner can stop one member of a batched group (`sweeper.launch.modes.batching`).
     prunes_in_groups: ClassVar[bool] = True
+    #: the devices it trains on (`sweeper.launch.limits.check_device`): the loop, the batched
+    #: paths and the checkpoints are written and tested for the CPU.
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
     metrics: tuple[str, ...] = ()
 
     def __init__(self, function: FunctionTask, spec: ModelSpec) -> None:
