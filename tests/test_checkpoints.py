@@ -29,24 +29,11 @@ from sweeper.tasks.obesity.params import ObesityParams
 from sweeper.tasks.obesity.task import ObesityTask
 from sweeper.tasks.obesity.train import TrainResult, train_one
 from sweeper.trial import Trial
+from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so no task code cleans up after it."""
-
-
-def kill_at(epoch: int) -> Any:
-    """A heartbeat (called once per epoch) that kills the training at that epoch."""
-    calls = {"n": 0}
-
-    def beat() -> None:
-        calls["n"] += 1
-        if calls["n"] == epoch:
-            raise Killed
-
-    return beat
 
 
 @pytest.fixture(autouse=True)
@@ -72,15 +59,6 @@ def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def epochs_in(trace: Path) -> int:
-    """Member-epochs trained since the trace was last cleared."""
-    if not trace.exists():
-        return 0
-    return sum(int(line.split()[2]) for line in trace.read_text().splitlines())
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("state.pt"))
 
 
 # --- the files ---------------------------------------------------------------------------

@@ -23,12 +23,10 @@ from sweeper.tasks.model.batched import run_batched, train_batched
 from sweeper.tasks.model.checkpoints import spec_code
 from sweeper.tasks.model.lanes import plain_mlp
 from sweeper.tasks.model.task import ModelTask, as_model_task
+from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 
 EPOCHS = 5
 
-
-class Killed(BaseException):
-    """Stands for SIGKILL: not an Exception, so no task code cleans up after it."""
 
 
 def data(params: dict[str, Any]) -> Any:
@@ -91,17 +89,6 @@ def killed_at(epoch: int) -> Any:
     return should_prune
 
 
-def kill_at(epoch: int) -> Any:
-    """A heartbeat (once per epoch, `run_batched`) that kills the group at that epoch."""
-    calls = {"n": 0}
-
-    def beat() -> None:
-        calls["n"] += 1
-        if calls["n"] == epoch:
-            raise Killed
-
-    return beat
-
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
@@ -125,15 +112,6 @@ def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def epochs_in(trace: Path) -> int:
-    """Member-epochs trained (and asked whether to save) since the trace was last cleared."""
-    if not trace.exists():
-        return 0
-    return sum(int(line.split()[2]) for line in trace.read_text().splitlines())
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("state.pt"))
 
 
 def resumed_outcomes(task: ModelTask, inputs: Sequence[TrialInput], ctx: RunContext,
