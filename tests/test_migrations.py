@@ -289,3 +289,39 @@ def test_the_shipped_results_db_upgrades(tmp_path: Path) -> None:
     row = store.frame(1, bookkeeping=False).set_index("id").loc[first[0]]
     assert row["value"] == first[1] or first[1] is None
     store.close()
+
+
+def test_connections_switching_an_old_file_to_wal_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two connections switching a rollback-journal file to WAL together deadlock on its lock,
+    and SQLite answers one of them "database is locked" at once, without waiting: the switch is
+    retried (the cause of a rare failure of `test_processes_opening_at_once_upgrade_once`)."""
+    from sweeper.store.engine import _use_wal
+
+    failures = []
+    for round_ in range(60):
+        path = tmp_path / f"old{round_}.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE t (a)")  # the default rollback journal, as v1 files are
+        start = threading.Barrier(4)
+
+        def switch(path: Path = path, start: threading.Barrier = start) -> None:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM t").fetchall()  # a read first, as Store does
+                conn.execute("COMMIT")
+                start.wait()
+                _use_wal(conn, 10.0)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                failures.append(str(exc))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=switch) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []

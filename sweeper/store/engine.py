@@ -15,9 +15,11 @@ timeout and a server that refuses the connection become a `StoreError` naming th
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -292,6 +294,27 @@ def _configure_sqlite(engine: Engine, busy_s: float) -> None:
         if write and not pooled.info.get("sweeper_wal"):
             # Once per connection, outside a transaction (SQLite's rule for this pragma):
             # writers and readers then never block each other. A no-op on a WAL file.
-            driver.execute("PRAGMA journal_mode = WAL")
+            _use_wal(driver, busy_s)
             pooled.info["sweeper_wal"] = True
         driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _use_wal(driver: Any, busy_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried until `busy_s` has passed.
+
+    Switching a rollback-journal file takes its exclusive lock from a shared one; when two
+    connections switch at once, each holding the shared lock the other waits for, SQLite
+    answers one of them "database is locked" at once rather than call the busy handler (it
+    would wait forever). That one lets go of its lock by failing, so after a short, random
+    pause it finds the file switched by the other (seen as a flaky 'locked' error when
+    processes opened an old database together).
+    """
+    deadline = time.monotonic() + busy_s
+    while True:
+        try:
+            driver.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
