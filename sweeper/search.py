@@ -222,10 +222,6 @@ def _mean_curve(curves: Sequence[list[float]]) -> dict[int, float]:
     return out
 
 
-
-
-
-
 def build_study(
     study: Study, history: Sequence[ConfigResult], sampler: optuna.samplers.BaseSampler | None
 ) -> optuna.Study:

@@ -34,8 +34,6 @@ from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 REPO = Path(__file__).resolve().parents[1]
 
 
-
-
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
     """One torch thread, as a worker runs (several are much slower on a busy machine)."""
@@ -57,8 +55,6 @@ def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "trace.txt"
     monkeypatch.setenv(TRACE_ENV, str(path))
     return path
-
-
 
 
 # --- the files ---------------------------------------------------------------------------

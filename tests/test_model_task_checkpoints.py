@@ -28,7 +28,6 @@ from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 EPOCHS = 5
 
 
-
 def data(params: dict[str, Any]) -> Any:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(100, 6, generator=g, dtype=torch.float64)
@@ -89,7 +88,6 @@ def killed_at(epoch: int) -> Any:
     return should_prune
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
     threads = torch.get_num_threads()
@@ -110,8 +108,6 @@ def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "trace.txt"
     monkeypatch.setenv(TRACE_ENV, str(path))
     return path
-
-
 
 
 def resumed_outcomes(task: ModelTask, inputs: Sequence[TrialInput], ctx: RunContext,

@@ -84,7 +84,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pruner": 'Searched studies: stop poor trials early, "median" or "halving".',
     "aggregate": "Searched studies: what the sampler is told of a configuration, over its seeds.",
     "ask": (
-        "Searched studies: configurations one worker proposes at a time; \"auto\": as many as "
+        'Searched studies: configurations one worker proposes at a time; "auto": as many as '
         "keep batched groups large while the budget takes at least 4 asks."
     ),
 }
