@@ -78,6 +78,27 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread, as a worker runs (tiny models are several times slower on two, and
+    much slower on a busy machine); use with ``pytest.mark.usefixtures``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file every checkpoint `Cadence` appends a line to per trained epoch
+    (``$SWEEPER_CHECKPOINT_TRACE``; `tests.fixtures.checkpoints.epochs_in` counts them)."""
+    path = tmp_path / "trace.txt"
+    monkeypatch.setenv("SWEEPER_CHECKPOINT_TRACE", str(path))
+    return path
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 

@@ -18,7 +18,6 @@ import torch
 from sweeper import kernel as native
 from sweeper.checkpoints import (
     ROOT_ENV,
-    TRACE_ENV,
     CheckpointPolicy,
     checkpoint_root,
 )
@@ -34,13 +33,7 @@ from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread, as a worker runs (several are much slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -48,13 +41,6 @@ def policy(tmp_path: Path) -> CheckpointPolicy:
     made = CheckpointPolicy.for_study("study", every_s=0, every_epochs=2, root=tmp_path / "ck")
     assert made is not None
     return made
-
-
-@pytest.fixture
-def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "trace.txt"
-    monkeypatch.setenv(TRACE_ENV, str(path))
-    return path
 
 
 # --- the files ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ another precision or other code is never loaded, and each is gone once its outco
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sweeper import kernel as native
-from sweeper.checkpoints import TRACE_ENV, CheckpointPolicy
+from sweeper.checkpoints import CheckpointPolicy
 from sweeper.tasks.base import RunContext, TrialInput, TrialOutcome
 from sweeper.tasks.function import FunctionTask
 from sweeper.tasks.model import ModelResult, ModelSpec, accuracy
@@ -26,6 +26,9 @@ from sweeper.tasks.model.task import ModelTask, as_model_task
 from tests.fixtures.checkpoints import Killed, epochs_in, files, kill_at
 
 EPOCHS = 5
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def data(params: dict[str, Any]) -> Any:
@@ -88,26 +91,11 @@ def killed_at(epoch: int) -> Any:
     return should_prune
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def policy(tmp_path: Path) -> CheckpointPolicy:
     made = CheckpointPolicy.for_study("study", every_s=0, every_epochs=1, root=tmp_path / "ck")
     assert made is not None
     return made
-
-
-@pytest.fixture
-def trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "trace.txt"
-    monkeypatch.setenv(TRACE_ENV, str(path))
-    return path
 
 
 def resumed_outcomes(task: ModelTask, inputs: Sequence[TrialInput], ctx: RunContext,

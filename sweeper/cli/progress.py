@@ -78,7 +78,8 @@ def interactive(console: Console) -> bool:
 
 @dataclass(frozen=True)
 class Watched:
-    """A study a progress display follows; `planned` as for `StudyProgress`."""
+    """A study a progress display follows. `planned`: the trials it will hold when done, when
+    more than are stored yet (a searched study enqueues its configurations as it goes)."""
 
     study_id: int
     name: str
@@ -105,30 +106,23 @@ class StudyProgress:
     In a terminal (`interactive`), a Rich bar redrawn every `interval` seconds; elsewhere, one
     `progress_line` every `every` seconds and a last one on exit. Use as a context manager
     around the executor; trials done before it starts (a resumed run) count as done but not
-    towards the pace, so the ETA reflects this run's speed only. With `also`, more studies the
-    same workers run next: one bar each, or one line each for those not yet done.
+    towards the pace, so the ETA reflects this run's speed only. Several `studies` (the same
+    workers run them one after the other): one bar each, or one line each for those being
+    worked on.
     """
 
     def __init__(
         self,
         store: Store,
-        study_id: int,
+        studies: Sequence[Watched],
         *,
-        name: str,
-        metric: str,
-        direction: str,
         console: Console,
         enabled: bool = True,
         interval: float = 0.5,
         every: float = DEFAULT_EVERY_S,
-        planned: int | None = None,
-        also: Sequence[Watched] = (),
     ) -> None:
-        """`planned`: the trials the study will hold when done, when more than are stored yet
-        (a searched study enqueues its configurations as it goes)."""
         self.store = store
-        first = Watched(study_id, name, metric, direction, planned)
-        self.rows = [_Row(w) for w in (first, *also)]
+        self.rows = [_Row(w) for w in studies]
         self.console = console
         self.enabled = enabled
         self.bar = enabled and interactive(console)

@@ -229,7 +229,7 @@ def worker(
     flight back in the queue).
     """
     from sweeper.cli.console import quiet
-    from sweeper.cli.progress import StudyProgress
+    from sweeper.cli.progress import StudyProgress, Watched
     from sweeper.launch.run import work
 
     options = RunOptions(
@@ -255,10 +255,7 @@ def worker(
             on_event=_print_event,
             around=lambda store, info: StudyProgress(
                 store,
-                info.id,
-                name=info.study.name,
-                metric=info.study.metric,
-                direction=info.study.direction,
+                [Watched(info.id, info.study.name, info.study.metric, info.study.direction)],
                 console=err,
                 enabled=progress and not quiet(),
                 every=progress_every,
@@ -318,22 +315,18 @@ def _run(
     todo = [s for s in started if s.todo]
     if todo:
         first, rest = todo[0], todo[1:]
+        watched = [
+            Watched(s.study_id, s.study.name, s.study.metric, s.study.direction, s.planned)
+            for s in todo
+        ]
         with (
             Store(first.url) as store,
             StudyProgress(
                 store,
-                first.study_id,
-                name=first.study.name,
-                metric=first.study.metric,
-                direction=first.study.direction,
+                watched,
                 console=err,
                 enabled=progress and not quiet(),
                 every=every,
-                planned=first.planned,
-                also=[
-                    Watched(s.study_id, s.study.name, s.study.metric, s.study.direction, s.planned)
-                    for s in rest
-                ],
             ),
         ):
             try:
